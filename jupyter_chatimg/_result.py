@@ -1,0 +1,112 @@
+"""ChatResult and its choices: plain data, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+__all__ = ["ChatResult", "Choice", "Timings"]
+
+
+@dataclass
+class Timings:
+    """Seconds measured by the client for one reply."""
+
+    first_token: float | None = None
+    """From sending the request to the first byte of reply content."""
+    total: float | None = None
+    """From sending the request to the end of the reply."""
+
+    def as_dict(self) -> dict[str, float | None]:
+        return {"first_token": self.first_token, "total": self.total}
+
+
+@dataclass
+class Choice:
+    """One of the ``n`` alternatives of a reply."""
+
+    index: int = 0
+    text: str = ""
+    images: list[Image.Image] = field(default_factory=list)
+    image_urls: list[str] = field(default_factory=list)
+    """The URLs (or data URIs) the images came from, in order; a failed one keeps its place."""
+    image_errors: dict[str, str] = field(default_factory=dict)
+    """URL -> one-line reason, for returned images that could not be fetched or decoded."""
+    finish_reason: str | None = None
+    refusal: str | None = None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(repr=False)
+class ChatResult:
+    """What came back for one request: text, images, usage, timings, and any error."""
+
+    choices: list[Choice] = field(default_factory=lambda: [Choice()])
+    model: str | None = None
+    id: str | None = None
+    usage: dict[str, Any] | None = None
+    system_fingerprint: str | None = None
+    timings: Timings = field(default_factory=Timings)
+    error: BaseException | None = None
+    """None, or the error that cut this (partial) reply short."""
+    raw: Any = None
+    """The final JSON (non-streaming) or the list of chunks received (streaming)."""
+    request: dict[str, Any] | None = None
+    """The request as sent, with images replaced by short digests."""
+    endpoint: str | None = None
+    """The endpoint's host (never the key)."""
+    cached: bool = False
+    demo: bool = False
+
+    @property
+    def text(self) -> str:
+        """The text of the first choice."""
+        return self.choices[0].text if self.choices else ""
+
+    @property
+    def images(self) -> list[Image.Image]:
+        """The images returned with the first choice, as PIL images."""
+        return self.choices[0].images if self.choices else []
+
+    @property
+    def finish_reason(self) -> str | None:
+        return self.choices[0].finish_reason if self.choices else None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def __repr__(self) -> str:
+        text = self.text
+        short = text if len(text) <= 60 else text[:57] + "..."
+        parts = [f"text={short!r}"]
+        if self.images:
+            parts.append(f"images={len(self.images)}")
+        if len(self.choices) > 1:
+            parts.append(f"choices={len(self.choices)}")
+        if self.model:
+            parts.append(f"model={self.model!r}")
+        if self.finish_reason:
+            parts.append(f"finish_reason={self.finish_reason!r}")
+        if self.error is not None:
+            parts.append(f"error={str(self.error)!r}")
+        return f"ChatResult({', '.join(parts)})"
+
+    def provenance(self) -> dict[str, Any]:
+        """How this answer was obtained: model, endpoint host, parameters, usage, timings."""
+        params = {}
+        if self.request:
+            params = {k: v for k, v in self.request.items() if k not in ("messages",)}
+        return {
+            "model": self.model,
+            "endpoint": self.endpoint,
+            "params": params,
+            "usage": self.usage,
+            "timings": self.timings.as_dict(),
+            "finish_reason": self.finish_reason,
+            "cached": self.cached,
+            "error": str(self.error) if self.error is not None else None,
+        }

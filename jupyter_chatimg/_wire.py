@@ -1,0 +1,496 @@
+"""The wire format: request bodies, and parsing of replies (pure, no I/O).
+
+``StreamParser`` is an incremental decoder in the spirit of httpx's: feed it
+the Server-Sent Events one at a time (as decoded by httpx-sse) and it returns
+what each one adds; ``parse_completion`` reads a whole (non-streamed) reply;
+``error_from_response`` turns an error answer into the right ``APIError``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from ._errors import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigError,
+    NotFoundError,
+    RateLimitError,
+    ServerError,
+    StreamError,
+    one_line,
+)
+from ._markdown import image_urls_in_markdown
+from ._result import ChatResult, Choice
+
+__all__ = [
+    "REQUEST_FIELDS",
+    "Delta",
+    "StreamParser",
+    "build_request",
+    "error_from_response",
+    "parse_completion",
+    "retry_after_seconds",
+]
+
+# Request fields the seed APIs list, with a check of type and range
+# (../shared/schema/chat_request.schema.json).
+REQUEST_FIELDS: dict[str, str] = {
+    "temperature": "number 0..2",
+    "top_p": "number 0..1",
+    "n": "integer 1..128",
+    "max_tokens": "integer >= 1",
+    "max_completion_tokens": "integer >= 1",
+    "stop": "a string or up to 4 strings",
+    "presence_penalty": "number -2..2",
+    "frequency_penalty": "number -2..2",
+    "logit_bias": "an object of token id -> integer -100..100",
+    "user": "a string",
+    "response_format": 'an object like {"type": "json_object"}',
+    "seed": "an integer",
+    "tools": "a list of tool objects",
+    "tool_choice": '"none", "auto", "required" or {"type": "function", ...}',
+    "modalities": 'a list such as ["image", "text"]',
+    "stream_options": "an object",
+}
+
+_RANGES: dict[str, tuple[float, float]] = {
+    "temperature": (0, 2),
+    "top_p": (0, 1),
+    "presence_penalty": (-2, 2),
+    "frequency_penalty": (-2, 2),
+}
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_field(name: str, value: Any) -> Any:
+    def bad() -> ConfigError:
+        return ConfigError(f"{name}: {value!r} is not valid; expected {REQUEST_FIELDS[name]}")
+
+    if name in _RANGES:
+        lo, hi = _RANGES[name]
+        if not _is_number(value) or not lo <= value <= hi:
+            raise bad()
+    elif name == "n":
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 128:
+            raise bad()
+    elif name in ("max_tokens", "max_completion_tokens"):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise bad()
+    elif name == "seed":
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise bad()
+    elif name == "stop":
+        if isinstance(value, str):
+            return value
+        if not isinstance(value, (list, tuple)) or not value or len(value) > 4:
+            raise ConfigError(f"stop: give 1 to 4 stop strings, not {len(value) if isinstance(value, (list, tuple)) else value!r}")
+        if not all(isinstance(s, str) for s in value):
+            raise bad()
+        return list(value)
+    elif name == "user":
+        if not isinstance(value, str):
+            raise bad()
+    elif name == "logit_bias":
+        if not isinstance(value, Mapping) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and -100 <= v <= 100 for v in value.values()
+        ):
+            raise bad()
+        return {str(k): v for k, v in value.items()}
+    elif name == "response_format":
+        if not isinstance(value, Mapping) or value.get("type") not in ("text", "json_object", "json_schema"):
+            raise bad()
+    elif name == "tools":
+        if not isinstance(value, (list, tuple)) or not all(
+            isinstance(t, Mapping) and t.get("type") in ("function", "custom") for t in value
+        ):
+            raise bad()
+        return list(value)
+    elif name == "tool_choice":
+        if not (value in ("none", "auto", "required") or (isinstance(value, Mapping) and value.get("type") == "function")):
+            raise bad()
+    return value
+
+
+def build_request(
+    model: str,
+    messages: list[dict[str, Any]],
+    *,
+    stream: bool,
+    params: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    include_usage: bool = True,
+) -> dict[str, Any]:
+    """The JSON body of a chat completions request.
+
+    ``params`` are checked request fields (None values left out); ``extra`` is
+    merged last, unchecked, for gateway-specific fields.
+    """
+    body: dict[str, Any] = {"model": model, "messages": messages, "stream": stream}
+    if stream and include_usage:
+        body["stream_options"] = {"include_usage": True}
+    for name, value in (params or {}).items():
+        if value is None:
+            continue
+        if name not in REQUEST_FIELDS:
+            raise ConfigError(
+                f"{name!r} is not a known request field; pass it with extra={{{name!r}: ...}} "
+                "(--extra JSON in the magic) if your endpoint accepts it"
+            )
+        body[name] = _check_field(name, value)
+    if extra:
+        if not isinstance(extra, Mapping):
+            raise ConfigError(f"extra: expected a JSON object, got {type(extra).__name__}")
+        body.update(extra)
+    return body
+
+
+# --- replies -----------------------------------------------------------------
+
+
+@dataclass
+class Delta:
+    """What one event added to choice ``index``."""
+
+    index: int
+    text: str = ""
+    images: list[str] = field(default_factory=list)
+    refusal: str = ""
+    finish_reason: str | None = None
+
+
+@dataclass
+class _ChoiceState:
+    index: int
+    text: list[str] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)
+    refusal: list[str] = field(default_factory=list)
+    finish_reason: str | None = None
+    tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+
+def error_message_of(obj: Any, raw: str) -> str:
+    """``error.message``, else ``message``, else ``details``, else the raw data."""
+    if isinstance(obj, Mapping):
+        err = obj.get("error")
+        if isinstance(err, Mapping):
+            for key in ("message", "details", "detail"):
+                if isinstance(err.get(key), str) and err[key]:
+                    return str(err[key])
+            # Some gateways nest the provider's error as JSON text in metadata.raw.
+            return one_line(json.dumps(err, ensure_ascii=False), 300)
+        if isinstance(err, str) and err:
+            return err
+        for key in ("message", "details", "detail"):
+            if isinstance(obj.get(key), str) and obj[key]:
+                return str(obj[key])
+    return one_line(raw, 300)
+
+
+class StreamParser:
+    """Incremental decoder of a streamed chat completion (one SSE event at a time).
+
+    Raises ``StreamError`` (with the partial result) when the stream carries an
+    error; ``done`` turns true at ``[DONE]``.
+    """
+
+    def __init__(self) -> None:
+        self._choices: dict[int, _ChoiceState] = {}
+        self.done = False
+        self.saw_done = False
+        self.usage: dict[str, Any] | None = None
+        self.model: str | None = None
+        self.id: str | None = None
+        self.system_fingerprint: str | None = None
+        self.chunks: list[Any] = []
+        self.skipped = 0
+        """Events whose data was empty or not JSON (keep-alives, malformed chunks)."""
+
+    @property
+    def finished(self) -> bool:
+        """True once ``[DONE]`` or a ``finish_reason`` has arrived."""
+        return self.saw_done or any(c.finish_reason for c in self._choices.values())
+
+    def feed(self, data: str, event: str = "message") -> list[Delta]:
+        """Decode one event's data; return what it added."""
+        if self.done:
+            return []
+        stripped = data.strip()
+        if event == "error":
+            obj = _loads(stripped)
+            raise StreamError(
+                f"the server reported an error mid-reply: {error_message_of(obj, stripped)}",
+                partial=self.result(),
+                body=obj if obj is not None else stripped,
+            )
+        if not stripped:
+            return []
+        if stripped == "[DONE]":
+            self.done = self.saw_done = True
+            return []
+        obj = _loads(stripped)
+        if not isinstance(obj, Mapping):
+            self.skipped += 1
+            return []
+        if obj.get("error"):
+            raise StreamError(
+                f"the server reported an error mid-reply: {error_message_of(obj, stripped)}",
+                partial=self.result(),
+                body=obj,
+            )
+        self.chunks.append(obj)
+        self.model = obj.get("model") or self.model
+        self.id = obj.get("id") or self.id
+        self.system_fingerprint = obj.get("system_fingerprint") or self.system_fingerprint
+        if isinstance(obj.get("usage"), Mapping):
+            self.usage = dict(obj["usage"])
+        deltas: list[Delta] = []
+        choices = obj.get("choices")
+        if not isinstance(choices, list):
+            return deltas
+        error_reason = None
+        for raw_choice in choices:
+            if not isinstance(raw_choice, Mapping):
+                continue
+            delta = self._feed_choice(raw_choice)
+            if delta is not None:
+                deltas.append(delta)
+                if delta.finish_reason == "error":
+                    error_reason = raw_choice
+        if error_reason is not None:
+            raise StreamError(
+                f"the server ended the reply with an error: {error_message_of(error_reason, 'finish_reason: error')}",
+                partial=self.result(),
+                body=obj,
+            )
+        return deltas
+
+    def _feed_choice(self, raw: Mapping[str, Any]) -> Delta | None:
+        index = raw.get("index", 0)
+        index = index if isinstance(index, int) else 0
+        state = self._choices.setdefault(index, _ChoiceState(index))
+        body = raw.get("delta")
+        if not isinstance(body, Mapping):
+            body = raw.get("message") if isinstance(raw.get("message"), Mapping) else {}
+        out = Delta(index)
+        content = body.get("content")
+        if isinstance(content, str) and content:
+            state.text.append(content)
+            out.text = content
+        elif isinstance(content, list):
+            text, urls = _content_parts(content)
+            if text:
+                state.text.append(text)
+                out.text = text
+            out.images.extend(self._add_images(state, urls))
+        out.images.extend(self._add_images(state, _image_list(body.get("images"))))
+        refusal = body.get("refusal")
+        if isinstance(refusal, str) and refusal:
+            state.refusal.append(refusal)
+            out.refusal = refusal
+        if isinstance(body.get("tool_calls"), list):
+            _merge_tool_calls(state.tool_calls, body["tool_calls"])
+        reason = raw.get("finish_reason")
+        if isinstance(reason, str) and reason:
+            state.finish_reason = reason
+            out.finish_reason = reason
+        if out.text or out.images or out.refusal or out.finish_reason:
+            return out
+        return None
+
+    @staticmethod
+    def _add_images(state: _ChoiceState, urls: list[str]) -> list[str]:
+        added = [u for u in urls if u not in state.images]
+        state.images.extend(dict.fromkeys(added))
+        return list(dict.fromkeys(added))
+
+    def text(self, index: int = 0) -> str:
+        state = self._choices.get(index)
+        return "".join(state.text) if state else ""
+
+    def result(self) -> ChatResult:
+        """The reply so far as a ChatResult (image URLs listed, not yet decoded)."""
+        states = [self._choices[i] for i in sorted(self._choices)] or [_ChoiceState(0)]
+        choices = []
+        for state in states:
+            text = "".join(state.text)
+            urls = list(state.images)
+            urls.extend(u for u in image_urls_in_markdown(text) if u not in urls)
+            choices.append(
+                Choice(
+                    index=state.index,
+                    text=text,
+                    image_urls=urls,
+                    finish_reason=state.finish_reason,
+                    refusal="".join(state.refusal) or None,
+                    tool_calls=[state.tool_calls[k] for k in sorted(state.tool_calls)],
+                )
+            )
+        return ChatResult(
+            choices=choices,
+            model=self.model,
+            id=self.id,
+            usage=self.usage,
+            system_fingerprint=self.system_fingerprint,
+            raw=self.chunks,
+        )
+
+
+def _loads(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _image_list(items: Any) -> list[str]:
+    urls: list[str] = []
+    if not isinstance(items, list):
+        return urls
+    for item in items:
+        if not isinstance(item, Mapping):
+            continue
+        image_url = item.get("image_url")
+        url = image_url.get("url") if isinstance(image_url, Mapping) else image_url
+        if isinstance(url, str) and url:
+            urls.append(url)
+    return urls
+
+
+def _content_parts(parts: list[Any]) -> tuple[str, list[str]]:
+    texts: list[str] = []
+    urls: list[str] = []
+    for part in parts:
+        if not isinstance(part, Mapping):
+            continue
+        if part.get("type") in ("text", "output_text") and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif part.get("type") == "image_url":
+            urls.extend(_image_list([part]))
+    return "".join(texts), urls
+
+
+def _merge_tool_calls(acc: dict[int, dict[str, Any]], calls: list[Any]) -> None:
+    for n, call in enumerate(calls):
+        if not isinstance(call, Mapping):
+            continue
+        idx = call.get("index", n)
+        slot = acc.setdefault(idx, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
+        if call.get("id"):
+            slot["id"] = call["id"]
+        fn = call.get("function")
+        if isinstance(fn, Mapping):
+            if isinstance(fn.get("name"), str):
+                slot["function"]["name"] += fn["name"]
+            if isinstance(fn.get("arguments"), str):
+                slot["function"]["arguments"] += fn["arguments"]
+
+
+def parse_completion(obj: Any) -> ChatResult:
+    """A whole ``chat.completion`` (or Images API ``data[]``) -> ChatResult."""
+    if not isinstance(obj, Mapping):
+        raise APIError(f"the reply is not a JSON object: {one_line(str(obj), 120)}", status=200, body=obj)
+    if obj.get("error"):
+        raise APIError(error_message_of(obj, json.dumps(obj)[:300]), status=200, body=obj)
+    parser = StreamParser()
+    parser.model = obj.get("model")
+    parser.id = obj.get("id")
+    parser.system_fingerprint = obj.get("system_fingerprint")
+    if isinstance(obj.get("usage"), Mapping):
+        parser.usage = dict(obj["usage"])
+    choices = obj.get("choices")
+    if isinstance(choices, list):
+        for raw in choices:
+            if isinstance(raw, Mapping):
+                parser._feed_choice(raw)
+    elif isinstance(obj.get("data"), list):
+        state = parser._choices.setdefault(0, _ChoiceState(0))
+        for item in obj["data"]:
+            if not isinstance(item, Mapping):
+                continue
+            if isinstance(item.get("b64_json"), str):
+                state.images.append("data:image/png;base64," + item["b64_json"])
+            elif isinstance(item.get("url"), str):
+                state.images.append(item["url"])
+        state.finish_reason = "stop"
+    result = parser.result()
+    result.raw = dict(obj)
+    return result
+
+
+# --- errors --------------------------------------------------------------------
+
+_TAGS = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]*>", re.S | re.I)
+
+
+def _excerpt(body: bytes | str, limit: int = 160) -> str:
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.S | re.I)
+    if title:
+        text = title.group(1)
+    else:
+        text = _TAGS.sub(" ", text)
+    return one_line(text, limit) or "(empty body)"
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """The server's advice: ``retry-after-ms``, then ``retry-after`` (seconds or HTTP date)."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    ms = lower.get("retry-after-ms")
+    if ms is not None:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    value = lower.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        import time
+
+        when = parsedate_to_datetime(value)
+        return max(0.0, when.timestamp() - time.time())
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def error_from_response(status: int, headers: Mapping[str, str], body: bytes) -> APIError:
+    """The ``APIError`` subclass for an error answer, with the server's own message."""
+    text = body.decode("utf-8", "replace")
+    obj = _loads(text)
+    if isinstance(obj, Mapping) and (obj.get("error") or obj.get("message") or obj.get("detail")):
+        message = error_message_of(obj, text)
+        parsed: Any = obj
+    else:
+        message = f"the server answered with a non-JSON error page: {_excerpt(body)}"
+        parsed = text[:2000]
+    cls: type[APIError]
+    if status in (401, 403):
+        cls = AuthenticationError
+    elif status == 404:
+        cls = NotFoundError
+    elif status in (400, 422):
+        cls = BadRequestError
+    elif status == 429:
+        cls = RateLimitError
+    elif status >= 500:
+        cls = ServerError
+    else:
+        cls = APIError
+    err = cls(message, status=status, body=parsed)
+    if isinstance(err, RateLimitError):
+        err.retry_after = retry_after_seconds(headers)
+    return err
