@@ -1,0 +1,132 @@
+"""The offline demo endpoint: a real OpenAI-compatible server on 127.0.0.1.
+
+It needs nothing but the standard library and Pillow, never touches the
+network beyond loopback, and is deterministic: the same request gets the same
+reply, text and pixels (``id`` and ``created`` are derived from a hash of the
+request, so they repeat too).
+
+Start it::
+
+    from jupyter_chatimg.demo import serve_demo
+    with serve_demo() as server:          # a free port; server.url ends in /v1
+        ...                               # OpenAI(base_url=server.url, api_key="unused")
+
+or from a shell: ``python -m jupyter_chatimg.demo [--port 8765]``.
+``ensure_demo_server()`` returns one process-wide server, started on first use.
+
+Endpoints: ``GET /v1/models``, ``GET /v1/models/{id}``, ``POST /v1/chat/completions``
+(streaming with ``data: [DONE]``, ``stream_options.include_usage``, ``n``,
+``max_tokens``/``max_completion_tokens`` (finish_reason ``length``), ``stop``).
+``Authorization`` is accepted but never required, logged or echoed. Requests are
+never logged.
+
+Models
+------
+``demo-vision``
+    Streams a description measured on the pixels of the images in the last user
+    message (or, when it has none, earlier ones): size, orientation, named
+    dominant colours with shares, brightness, contrast, transparency, photo vs
+    drawing, background and where the content sits, symmetry; with several images
+    it describes each ("Image 1", "Image 2") and compares them. http(s) image URLs
+    cannot be fetched offline and it says so. With ``response_format`` json_object
+    it answers JSON. Without an image it says what it is (and does arithmetic).
+``demo-image``
+    Without an image: draws the prompt: colours (14 names plus synonyms such as
+    navy, teal, gold; "light"/"dark" variants), shapes (circle, square, rectangle,
+    triangle, star, line, ellipse, heart, diamond, ring; dots, boxes ...), counts
+    ("three", "12"), sizes (tiny, small, large, huge), positions (left, right, top,
+    bottom, center, corners such as "top left"), a background ("on a blue
+    background", "on black") and the canvas ("800x600", "wide", "tall"). When it
+    recognises nothing it draws a card with the prompt and says so.
+    With an image in the last user message (or a prompt with an edit and an image
+    earlier in the conversation): applies the edits it recognises, in order:
+    grayscale / black and white, invert / negative, blur [N], sharpen, rotate N
+    degrees (clockwise unless "counterclockwise"/"left"), flip (top to bottom),
+    mirror (left to right), sepia, posterize [N bits], pixelate [N px], resize to WxH
+    or by N%, crop to square or to WxH, add a [colour] border [N px], brighten,
+    darken, increase/decrease contrast, thumbnail, find edges, emboss. With no edit
+    it recognises it returns no image and lists what it can do.
+    Reply style: by default like image-model gateways: progress lines
+    (``> Progress **50%**`` ... ``> Done ✅``), then
+    ``![demo-image](data:image/png;base64,...)`` spread over several deltas, then a
+    sentence saying what was drawn or done. When the request has ``"modalities"``
+    containing ``"image"`` (OpenRouter style), the image goes in
+    ``message.images`` / ``delta.images`` as
+    ``[{"type": "image_url", "image_url": {"url": "data:image/png;base64,..."}}]``
+    and the text has no markdown image.
+
+Fault injection
+---------------
+Select faults with the request header ``X-Demo-Fault: <spec>`` (any endpoint) or a
+model suffix ``"model": "demo-vision@<spec>"`` (chat only; both merge). A spec is
+``;``-separated items, each ``key=value`` or a bare flag::
+
+    status=CODE        answer CODE (429, 500, 503, 408 ...) with an OpenAI error body
+                       {"error": {"message": "demo fault: injected 429 Too Many Requests",
+                       "type", "param", "code"}}
+    retry-after=S      send a Retry-After header (seconds or an HTTP date) with status/html
+    retry-after-ms=MS  send a retry-after-ms header with status/html
+    times=N            only the first N requests carrying this exact spec string get any
+                       fault; later ones are answered normally (counted per server)
+    html=CODE          answer CODE with an HTML error page (like a proxy's 502)
+    cut=N              stream N content chunks, then close the connection abruptly
+                       (chunked body left unterminated: no finish_reason, no [DONE]);
+                       not streaming: half the JSON body, then close
+    eof=N              stream N content chunks, then end the body cleanly with no
+                       finish_reason and no [DONE] (not streaming: same as cut)
+    error=N            after N content chunks send
+                       data: {"error": {"message": "demo fault: injected error after N
+                       tokens", "type": "server_error", "param": null, "code": "demo_fault"}}
+                       and end the stream (no [DONE]); not streaming: HTTP 200 whose body
+                       is that error object
+    event-error=N      the same, as an ``event: error`` SSE event
+    malformed=N        after N content chunks send one data line that is not valid JSON,
+                       then continue normally; not streaming: a truncated JSON body
+    slow=S             wait S seconds between content chunks (streaming)
+    delay=S            wait S seconds before the response headers
+    hang               read the request and never answer, until the client disconnects
+                       or the server closes
+    long=N             the reply is N word tokens streamed as fast as possible (batched
+                       writes; for benchmarks)
+    huge=PX            demo-image returns a PX x PX image (up to 20000; above 4000x4000
+                       it is a flat colour)
+    mdinject           the reply ends with markdown/HTML injection payloads (below)
+    ping               send an SSE comment line ``: ping`` before every content chunk
+
+For example ``X-Demo-Fault: status=429;retry-after=1;times=2`` fails twice, then
+succeeds; ``demo-vision@cut=5`` breaks off after five chunks. "N content chunks"
+counts content deltas over all choices; a fault due after the end of the reply
+fires just before the finish chunk. A spec that cannot be parsed is answered 400.
+
+The ``mdinject`` payloads, each a paragraph of the reply (``PORT`` is the server's
+port; requests to ``/leak`` are recorded in ``DemoServer.leaks``)::
+
+    <img src=x onerror=alert(1)>
+    <script>alert(2)</script>
+    [click](javascript:alert(3))
+    ![x](http://127.0.0.1:PORT/leak?q=secret)
+    ![ref][leak]
+
+    [leak]: http://127.0.0.1:PORT/leak?q=ref
+    <http://127.0.0.1:PORT/leak?q=autolink>
+    <!--><img src=x onerror=alert(4)>-->
+    <!-- --!><img src=x onerror=alert(5)>
+    <a href="data:text/html,<script>alert(6)</script>">data link</a>
+    [data](data:text/html;base64,PHNjcmlwdD5hbGVydCg3KTwvc2NyaXB0Pg==)
+    [vb](vbscript:msgbox(8))
+    <svg onload=alert(9)>
+    <iframe src="javascript:alert(10)"></iframe>
+    `<b>inline code stays literal</b>`
+    ```html
+    <script>alert("fenced code stays literal")</script>
+    ```
+
+(``jupyter_chatimg.demo._faults.MDINJECT_PAYLOADS`` holds them as a tuple.)
+"""
+
+from __future__ import annotations
+
+from ._models import DEMO_MODELS
+from ._server import DemoServer, ensure_demo_server, serve_demo
+
+__all__ = ["DEMO_MODELS", "DemoServer", "ensure_demo_server", "serve_demo"]

@@ -1,0 +1,64 @@
+"""``python -m jupyter_chatimg.demo [--port P] [--host 127.0.0.1]``: run the demo server."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from types import FrameType
+
+from . import DEMO_MODELS
+from ._server import DemoServer
+
+DEFAULT_PORT = 8765
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the demo server in the foreground until Ctrl+C (or SIGTERM)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m jupyter_chatimg.demo",
+        description="Offline OpenAI-compatible demo server for jupyter_chatimg.",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"port (default {DEFAULT_PORT}; 0: any free port)",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        server = DemoServer(args.port, args.host, start=False)
+    except OSError as e:
+        print(
+            f"error: cannot listen on {args.host}:{args.port} ({e.strerror or e}); "
+            "pass --port 0 for a free port.",
+            file=sys.stderr,
+        )
+        return 1
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: listening on {args.host}, not only on loopback.", file=sys.stderr)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    print(
+        f"jupyter_chatimg demo server on {server.url} (models: {', '.join(DEMO_MODELS)}); "
+        f"point clients at it with: export OPENAI_BASE_URL={server.url}   (Ctrl+C stops)",
+        flush=True,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+    print("demo server stopped.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
