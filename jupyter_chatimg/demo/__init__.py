@@ -92,6 +92,7 @@ model suffix ``"model": "demo-vision@<spec>"`` (chat only; both merge). A spec i
                        it is a flat colour)
     mdinject           the reply ends with markdown/HTML injection payloads (below)
     ping               send an SSE comment line ``: ping`` before every content chunk
+    tag=ANY            no effect; makes a spec string unique, so its times=N count is fresh
 
 For example ``X-Demo-Fault: status=429;retry-after=1;times=2`` fails twice, then
 succeeds; ``demo-vision@cut=5`` breaks off after five chunks. "N content chunks"

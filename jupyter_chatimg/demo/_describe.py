@@ -101,7 +101,8 @@ def analyze(img: Image.Image, fmt: str | None = None, n_bytes: int | None = None
     has_alpha = _has_alpha(img)
     small = _to_rgba_sample(img)
     sw, sh = small.size
-    pixels: list[tuple[int, int, int, int]] = list(small.getdata())  # type: ignore[arg-type]
+    raw = small.tobytes()  # RGBA bytes; getdata() is deprecated in new Pillow
+    pixels = [(raw[i], raw[i + 1], raw[i + 2], raw[i + 3]) for i in range(0, len(raw), 4)]
     total = len(pixels)
     transparent = sum(1 for p in pixels if p[3] == 0) / total
     translucent = sum(1 for p in pixels if 0 < p[3] < 255) / total
@@ -168,8 +169,7 @@ def analyze(img: Image.Image, fmt: str | None = None, n_bytes: int | None = None
     def mirror_diff(flip: Image.Transpose) -> float:
         a = small.convert("L")
         b = a.transpose(flip)
-        da: list[int] = list(a.getdata())  # type: ignore[arg-type]
-        db: list[int] = list(b.getdata())  # type: ignore[arg-type]
+        da, db = a.tobytes(), b.tobytes()
         return sum(abs(u - v) for u, v in zip(da, db, strict=True)) / (255 * len(da))
 
     # Background: the colour name covering most of the border, if it clearly dominates.

@@ -62,6 +62,7 @@ class Faults:
     huge: int | None = None
     mdinject: bool = False
     ping: bool = False
+    tag: str | None = None
 
     @property
     def any(self) -> bool:
@@ -107,7 +108,7 @@ def parse_faults(*texts: str | None) -> Faults:
                 values[name] = int(raw)
             elif name in _FLOAT:
                 values[name] = float(raw)
-            else:  # retry_after: seconds or an HTTP date, sent as given
+            else:  # retry_after (seconds or an HTTP date, sent as given) or tag
                 if not raw or not re.fullmatch(r"[\w ,:+.-]+", raw):
                     raise ValueError(raw)
                 values[name] = raw
