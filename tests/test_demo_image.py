@@ -121,7 +121,8 @@ def test_digit_counts(http: httpx.Client, count: int) -> None:
 def test_positions_and_background(http: httpx.Client) -> None:
     img, text = draw(
         http,
-        "a yellow star in the top left and a purple heart at the bottom right on a light blue background",
+        "a yellow star in the top left and a purple heart at the bottom right "
+        "on a light blue background",
     )
     w, h = img.size
     bg = lighter(BLUE)
