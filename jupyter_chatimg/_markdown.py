@@ -1,0 +1,1141 @@
+"""Model output is data: find the images in reply markdown and make it safe to show.
+
+Public functions: :func:`find_markdown_images`, :func:`image_urls_in_markdown`
+and :func:`safe_markdown` (the text to send to the front end as
+``text/markdown``).
+
+Why a scanner of our own and not markdown-it-py: the question is not "what HTML
+does CommonMark make of this" but "what could *any* front end make of it", and
+the answer needs two readings of the same text that no library gives:
+
+* **B**, plain CommonMark + GFM tables (marked in JupyterLab, markdown-it in
+  VS Code and in our tests);
+* **A**, JupyterLab's reading: before markdown runs, ``removeMath`` (ported
+  below from ``@jupyterlab/rendermime/src/latex.ts``) cuts ``$...$``,
+  ``$$...$$``, ``\\begin{x}...\\end{x}`` and ``\\\\(...\\\\)`` out of the text,
+  and that can cut a code span or a fence in two (`` \\begin{x} `\\end{x} <img
+  src=x onerror=...>` `` is a code span in B and raw HTML in A).
+
+Text counts as code, left byte for byte, only where both readings agree that it
+is code; everywhere else a ``<`` is neutralised (``&lt;`` where both readings
+see text, ``\\lt`` inside A's math, ``<`` + U+200B where they disagree), images
+are replaced by a label, links whose scheme is not http(s)/mailto/tel/ftp are
+replaced by their text, and MathJax macros that set CSS or links (``\\style``,
+``\\href`` ...: JupyterLab loads the html TeX package without "safe") are
+broken. The result is fed through the same function again until nothing
+changes (normally one extra pass), so the guarantee is checked on the output
+itself. The block parser follows commonmark.js (containers, lazy lines, fences,
+indented code) plus GFM tables as marked ends them; the inline scanner handles
+code spans, backslash escapes, links and images (inline, full, collapsed and
+shortcut references). Everything is linear time: regular expressions find the
+candidate characters, Python only looks at those.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+__all__ = ["MarkdownImage", "find_markdown_images", "image_urls_in_markdown", "safe_markdown"]
+
+
+@dataclass(frozen=True)
+class MarkdownImage:
+    """One markdown image found in a text (offsets of the whole construct)."""
+
+    start: int
+    end: int
+    alt: str
+    url: str
+
+
+# --------------------------------------------------------------------------- text
+
+
+_NORM_RE = re.compile(r"\r\n?|[\u2028\u2029\x00]")
+_ZWSP = "\u200b"
+
+
+def _normalise(text: str) -> tuple[str, list[int]]:
+    """Line ends to ``\\n`` (JS regexes also break lines at U+2028/9); NUL to U+FFFD.
+
+    Returns the text and the normalised positions where a ``\\r\\n`` lost a char.
+    """
+    if not _NORM_RE.search(text):
+        return text, []
+    drops: list[int] = []
+    out: list[str] = []
+    last = 0
+    shift = 0
+    for m in _NORM_RE.finditer(text):
+        out.append(text[last : m.start()])
+        s = m.group()
+        if s == "\r\n":
+            drops.append(m.start() - shift)
+            shift += 1
+            out.append("\n")
+        elif s == "\x00":
+            out.append("\ufffd")
+        else:
+            out.append("\n")
+        last = m.end()
+    out.append(text[last:])
+    return "".join(out), drops
+
+
+_ASCII_PUNCT = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+_ENTITY_RE = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
+_ESCAPE_RE = re.compile(r"\\([!-/:-@\[-`{-~])")
+
+
+def _unescape(s: str) -> str:
+    """What a renderer makes of a destination, title or label: escapes and entities."""
+    if "\\" in s:
+        s = _ESCAPE_RE.sub(r"\1", s)
+    if "&" in s:
+        s = html.unescape(s)
+    return s
+
+
+def _literal(s: str) -> str:
+    """Markdown that renders exactly ``s`` as plain text, whatever surrounds it."""
+    s = " ".join(_unescape(s).split())
+    return "".join("\\" + c if c in _ASCII_PUNCT else c for c in s)
+
+
+def _label_key(label: str) -> str:
+    return " ".join(label.split()).casefold()
+
+
+# ----------------------------------------------------------------- JupyterLab math
+
+
+_MATHSPLIT = re.compile(
+    r"(\$\$?|\\(?:begin|end)\{[a-z]*\*?\}|\\[{}$]|[{}]|(?:\n\s*)+|@@\d+@@|\\\\(?:\(|\)|\[|\]))",
+    re.IGNORECASE,
+)
+_JL_FENCE = re.compile(r"^(`{3,}|~{3,})[^`\n]*\n[\s\S]*?^\1`*$", re.MULTILINE)
+_JL_CODE = re.compile(r"(^|[^\\])(`+)([^\n]*?[^`\n])\2(?!`)", re.MULTILINE)
+_NL2 = re.compile(r"\n.*\n")
+
+
+def _math_chunks(text: str) -> list[tuple[int, int]]:
+    """Spans that JupyterLab's ``removeMath`` takes out before markdown runs."""
+    if "$" not in text and "\\" not in text and "@@" not in text:
+        return []
+    work = text
+    if "`" in text or "~~~" in text:
+        protected: list[tuple[int, int]] = [m.span() for m in _JL_FENCE.finditer(text)]
+        protected += [m.span() for m in _JL_CODE.finditer(text)]
+        if protected:
+            chars = list(text)
+            for a, b in protected:
+                for i in range(a, b):
+                    if chars[i] == "$":
+                        chars[i] = "\x01"
+            work = "".join(chars)
+    blocks = _MATHSPLIT.split(work)
+    offs = [0] * (len(blocks) + 1)
+    pos = 0
+    for k, blk in enumerate(blocks):
+        offs[k] = pos
+        pos += len(blk)
+    offs[len(blocks)] = pos
+    chunks: list[tuple[int, int]] = []
+    start: int | None = None
+    end: str | None = None
+    last: int | None = None
+    braces = 0
+    i = 1
+    m = len(blocks)
+    while i < m:
+        block = blocks[i]
+        if block[:1] == "@":
+            chunks.append((offs[i], offs[i + 1]))
+        elif start is not None:
+            if block == end:
+                if braces:
+                    last = i
+                else:
+                    chunks.append((offs[start], offs[i + 1]))
+                    start = end = last = None
+            elif _NL2.search(block):
+                if last is not None:
+                    i = last
+                    chunks.append((offs[start], offs[i + 1]))
+                start = end = last = None
+                braces = 0
+            elif block == "{":
+                braces += 1
+            elif block == "}" and braces:
+                braces -= 1
+        elif block in ("$", "$$"):
+            start, end, braces = i, block, 0
+        elif block in ("\\\\(", "\\\\["):
+            start, braces = i, 0
+            end = "\\\\)" if block[-1] == "(" else "\\\\]"
+        elif block[1:6] == "begin":
+            start, braces = i, 0
+            end = "\\end" + block[6:]
+        i += 2
+    if start is not None and last is not None:
+        chunks.append((offs[start], offs[last + 1]))
+    return chunks
+
+
+def _filler(text: str, chunks: list[tuple[int, int]]) -> str:
+    """The text as JupyterLab's markdown parser sees it, kept at the same length."""
+    if not chunks:
+        return text
+    parts: list[str] = []
+    last = 0
+    for a, b in sorted(chunks):
+        if a < last:
+            a = last
+        if b <= a:
+            continue
+        parts.append(text[last:a])
+        parts.append("".join("\n" if c == "\n" else "@" for c in text[a:b]))
+        last = b
+    parts.append(text[last:])
+    return "".join(parts)
+
+
+# ---------------------------------------------------------------------- blocks
+
+
+class _Block:
+    __slots__ = (
+        "fence_char",
+        "fence_len",
+        "fence_offset",
+        "first_child",
+        "kind",
+        "lines",
+        "marker_offset",
+        "padding",
+    )
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind  # doc quote list item para table heading fence code
+        self.lines: list[tuple[int, int]] = []
+        self.fence_char = ""
+        self.fence_len = 0
+        self.fence_offset = 0
+        self.marker_offset = 0
+        self.padding = 0
+        self.first_child = False
+
+
+_CONTAINERS = frozenset(("doc", "quote", "item"))
+_ACCEPTS_LINES = frozenset(("para", "table", "fence", "code"))
+_MAYBE_SPECIAL = re.compile(r"[#`~*+_=<>0-9|:-]")
+_ATX = re.compile(r"#{1,6}(?:[ \t]+|$)")
+_FENCE_OPEN = re.compile(r"`{3,}(?!.*`)|~{3,}")
+_FENCE_CLOSE = re.compile(r"(?:`{3,}|~{3,})(?=[ \t]*$)")
+_SETEXT = re.compile(r"(?:=+|-+)[ \t]*$")
+_HR = re.compile(r"(?:(?:\*[ \t]*){3,}|(?:_[ \t]*){3,}|(?:-[ \t]*){3,})$")
+_BULLET = re.compile(r"[*+-]")
+_ORDERED = re.compile(r"(\d{1,9})([.)])")
+_TABLE_DELIM = re.compile(r"\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*$")
+_TABLE_END_LIST = re.compile(r"(?:[*+-]|1[.)])[ \t]")
+
+
+def _split_cells(row: str) -> int:
+    """How many cells a GFM table row has (pipes escaped with a backslash don't split)."""
+    row = row.strip()
+    if row.startswith("|"):
+        row = row[1:]
+    if row.endswith("|") and not row.endswith("\\|"):
+        row = row[:-1]
+    n = 1
+    i = 0
+    while True:
+        j = row.find("|", i)
+        if j < 0:
+            return n
+        k = j
+        while k > 0 and row[k - 1] == "\\":
+            k -= 1
+        if (j - k) % 2 == 0:
+            n += 1
+        i = j + 1
+
+
+@dataclass
+class _Doc:
+    """Block structure of one reading of the text (absolute offsets)."""
+
+    inline: list[tuple[str, list[tuple[int, int]]]] = field(default_factory=list)
+    code: list[tuple[int, int]] = field(default_factory=list)
+
+
+class _BlockParser:
+    """Line-by-line block parsing after commonmark.js (plus marked's GFM tables)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.doc = _Doc()
+        self.stack: list[_Block] = [_Block("doc")]
+        self.line = ""
+        self.base = 0
+        self.offset = 0
+        self.column = 0
+        self.partial_tab = False
+        self.next_nonspace = 0
+        self.next_nonspace_col = 0
+        self.indent = 0
+        self.indented = False
+        self.blank = False
+
+    # -- cursor
+    def find_next_nonspace(self) -> None:
+        line = self.line
+        i = self.offset
+        cols = self.column
+        n = len(line)
+        while i < n:
+            c = line[i]
+            if c == " ":
+                i += 1
+                cols += 1
+            elif c == "\t":
+                i += 1
+                cols += 4 - (cols % 4)
+            else:
+                break
+        self.blank = i >= n
+        self.next_nonspace = i
+        self.next_nonspace_col = cols
+        self.indent = cols - self.column
+        self.indented = self.indent >= 4
+
+    def advance_next_nonspace(self) -> None:
+        self.offset = self.next_nonspace
+        self.column = self.next_nonspace_col
+        self.partial_tab = False
+
+    def advance_offset(self, count: int, columns: bool) -> None:
+        line = self.line
+        n = len(line)
+        while count > 0 and self.offset < n:
+            c = line[self.offset]
+            if c == "\t":
+                to_tab = 4 - (self.column % 4)
+                if columns:
+                    self.partial_tab = to_tab > count
+                    step = min(count, to_tab)
+                    self.column += step
+                    self.offset += 0 if self.partial_tab else 1
+                    count -= step
+                else:
+                    self.partial_tab = False
+                    self.column += to_tab
+                    self.offset += 1
+                    count -= 1
+            else:
+                self.partial_tab = False
+                self.offset += 1
+                self.column += 1
+                count -= 1
+
+    def peek(self, i: int) -> str:
+        return self.line[i] if i < len(self.line) else ""
+
+    # -- tree
+    @property
+    def tip(self) -> _Block:
+        return self.stack[-1]
+
+    def finalize(self) -> None:
+        b = self.stack.pop()
+        if b.kind in ("para", "heading") and b.lines:
+            self.doc.inline.append((b.kind, b.lines))
+        elif b.kind == "table":
+            self.doc.inline.extend(("table", [ln]) for ln in b.lines)
+        elif b.kind in ("fence", "code"):
+            self.doc.code.extend(b.lines)
+
+    def close_to(self, depth: int) -> None:
+        while len(self.stack) > depth:
+            self.finalize()
+
+    def add_child(self, kind: str) -> _Block:
+        while self.tip.kind not in _CONTAINERS and self.tip.kind != "list":
+            self.finalize()
+        while (self.tip.kind == "list") != (kind == "item"):
+            if self.tip.kind == "list":
+                self.finalize()
+            else:  # an item needs a list around it
+                self.stack.append(_Block("list"))
+        parent = self.tip
+        parent.first_child = True
+        b = _Block(kind)
+        self.stack.append(b)
+        return b
+
+    def add_line(self) -> None:
+        if self.partial_tab:
+            self.offset += 1
+            self.partial_tab = False
+        self.tip.lines.append((self.base + self.offset, self.base + len(self.line)))
+
+    # -- continuation of open blocks: 0 matched, 1 not matched, 2 line consumed
+    def cont(self, b: _Block) -> int:
+        k = b.kind
+        if k == "quote":
+            if not self.indented and self.peek(self.next_nonspace) == ">":
+                self.advance_next_nonspace()
+                self.advance_offset(1, False)
+                if self.peek(self.offset) in (" ", "\t"):
+                    self.advance_offset(1, True)
+                return 0
+            return 1
+        if k == "item":
+            if self.blank:
+                if not b.first_child:
+                    return 1
+                self.advance_next_nonspace()
+                return 0
+            if self.indent >= b.marker_offset + b.padding:
+                self.advance_offset(b.marker_offset + b.padding, True)
+                return 0
+            return 1
+        if k == "list":
+            return 0
+        if k == "fence":
+            rest = self.line[self.next_nonspace :]
+            m = _FENCE_CLOSE.match(rest)
+            if (
+                self.indent <= 3
+                and rest[:1] == b.fence_char
+                and m is not None
+                and len(m.group()) >= b.fence_len
+            ):
+                self.finalize()
+                return 2
+            i = b.fence_offset
+            while i > 0 and self.peek(self.offset) in (" ", "\t"):
+                self.advance_offset(1, True)
+                i -= 1
+            return 0
+        if k == "code":
+            if self.indent >= 4:
+                self.advance_offset(4, True)
+                return 0
+            if self.blank:
+                self.advance_next_nonspace()
+                return 0
+            return 1
+        if k == "table":
+            return 1 if self.blank else 0
+        if k == "para":
+            return 1 if self.blank else 0
+        return 1  # heading
+
+    # -- block starts: 0 none, 1 container, 2 leaf
+    def start(self, container: _Block, depth: int) -> int:
+        line = self.line
+        nn = self.next_nonspace
+        rest = line[nn:]
+        c0 = rest[:1]
+        if not self.indented:
+            if c0 == ">":
+                self.advance_next_nonspace()
+                self.advance_offset(1, False)
+                if self.peek(self.offset) in (" ", "\t"):
+                    self.advance_offset(1, True)
+                self.close_to(depth)
+                self.add_child("quote")
+                return 1
+            if c0 == "#" and _ATX.match(rest):
+                self.advance_next_nonspace()
+                self.close_to(depth)
+                self.add_child("heading")
+                self.add_line()
+                self.finalize()
+                return 3
+            if c0 in ("`", "~"):
+                m = _FENCE_OPEN.match(rest)
+                if m is not None:
+                    n = len(m.group())
+                    self.close_to(depth)
+                    b = self.add_child("fence")
+                    b.fence_char = c0
+                    b.fence_len = n
+                    b.fence_offset = self.indent
+                    self.advance_next_nonspace()
+                    self.advance_offset(n, False)
+                    # the info string is not code: treat it as text
+                    info = (self.base + self.offset, self.base + len(line))
+                    self.doc.inline.append(("info", [info]))
+                    return 3
+            if container.kind == "para" and _TABLE_DELIM.match(rest) and "|" in rest:
+                head = container.lines[-1] if container.lines else None
+                if head is not None:
+                    head_text = self.text[head[0] : head[1]]
+                    if "|" in head_text and _split_cells(head_text) == _split_cells(rest):
+                        container.lines.pop()
+                        self.close_to(depth)
+                        if self.tip.kind == "para":
+                            self.finalize()
+                        t = self.add_child("table")
+                        t.lines.append(head)
+                        self.advance_next_nonspace()
+                        self.add_line()
+                        return 3
+            if (
+                container.kind == "para"
+                and c0 in ("=", "-")
+                and _SETEXT.match(rest)
+                and self.para_has_text(container)
+            ):
+                self.close_to(depth)
+                self.finalize()
+                return 3
+            if c0 in ("*", "_", "-") and _HR.match(rest):
+                self.close_to(depth)
+                self.add_child("hr")
+                self.finalize()
+                return 3
+            item = self.list_marker(container)
+            if item is not None:
+                self.close_to(depth)
+                b = self.add_child("item")
+                b.marker_offset, b.padding = item
+                return 1
+        elif self.tip.kind != "para" and not self.blank:
+            self.advance_offset(4, True)
+            self.close_to(depth)
+            self.add_child("code")
+            return 2
+        return 0
+
+    def para_has_text(self, para: _Block) -> bool:
+        s = "\n".join(self.text[a:b] for a, b in para.lines)
+        return bool(s[_skip_defs(s, 0, None) :].strip())
+
+    def list_marker(self, container: _Block) -> tuple[int, int] | None:
+        if self.indent >= 4:
+            return None
+        line = self.line
+        rest = line[self.next_nonspace :]
+        m = _BULLET.match(rest)
+        if m is None:
+            m = _ORDERED.match(rest)
+            if m is None or (container.kind == "para" and int(m.group(1)) != 1):
+                return None
+        mlen = len(m.group())
+        after = self.next_nonspace + mlen
+        nextc = self.peek(after)
+        if nextc not in ("", " ", "\t"):
+            return None
+        if container.kind == "para" and not line[after:].strip(" \t"):
+            return None
+        marker_offset = self.indent
+        self.advance_next_nonspace()
+        self.advance_offset(mlen, True)
+        start_col = self.column
+        start_off = self.offset
+        while True:
+            self.advance_offset(1, True)
+            nextc = self.peek(self.offset)
+            if not (self.column - start_col < 5 and nextc in (" ", "\t")):
+                break
+        blank_item = self.offset >= len(line)
+        spaces = self.column - start_col
+        if spaces >= 5 or spaces < 1 or blank_item:
+            padding = mlen + 1
+            self.column = start_col
+            self.offset = start_off
+            self.partial_tab = False
+            if self.peek(self.offset) in (" ", "\t"):
+                self.advance_offset(1, True)
+        else:
+            padding = mlen + spaces
+        return marker_offset, padding
+
+    def table_ends(self) -> bool:
+        """marked ends a table at an hr, heading, quote, fence or list start."""
+        rest = self.line[self.next_nonspace :]
+        return bool(
+            self.indented
+            or _HR.match(rest)
+            or _ATX.match(rest)
+            or rest[:1] == ">"
+            or _FENCE_OPEN.match(rest)
+            or _TABLE_END_LIST.match(rest)
+        )
+
+    # -- one line
+    def line_in(self, line: str, base: int) -> None:
+        self.line = line
+        self.base = base
+        self.offset = 0
+        self.column = 0
+        self.partial_tab = False
+        stack = self.stack
+        depth = 1
+        while depth < len(stack):
+            b = stack[depth]
+            self.find_next_nonspace()
+            r = self.cont(b)
+            if r == 2:
+                return
+            if r == 1:
+                break
+            depth += 1
+        all_closed = depth == len(stack)
+        container = stack[depth - 1]
+        matched_leaf = container.kind in ("fence", "code")
+        if container.kind == "table" and all_closed:
+            self.find_next_nonspace()
+            if self.table_ends():
+                self.close_to(depth - 1)
+                depth -= 1
+                container = self.tip
+            else:
+                self.advance_next_nonspace()
+                self.add_line()
+                return
+        while not matched_leaf:
+            self.find_next_nonspace()
+            if not self.indented and not _MAYBE_SPECIAL.match(self.line, self.next_nonspace):
+                self.advance_next_nonspace()
+                break
+            r = self.start(container, depth)
+            if r == 0:
+                self.advance_next_nonspace()
+                break
+            if r == 3:
+                return
+            container = self.tip
+            depth = len(self.stack)
+            if r == 2:
+                matched_leaf = True
+        if not all_closed and not self.blank and self.tip.kind == "para":
+            self.add_line()  # lazy continuation
+            return
+        self.close_to(depth)
+        if container is not self.tip:
+            container = self.tip
+        if container.kind in _ACCEPTS_LINES:
+            self.add_line()
+        elif self.offset < len(self.line) and not self.blank:
+            self.add_child("para")
+            self.advance_next_nonspace()
+            self.add_line()
+
+    def parse(self) -> _Doc:
+        text = self.text
+        pos = 0
+        n = len(text)
+        while pos <= n:
+            j = text.find("\n", pos)
+            if j < 0:
+                j = n
+            if j == n and pos == n and n > 0:
+                break
+            self.line_in(text[pos:j], pos)
+            pos = j + 1
+        self.close_to(1)
+        self.stack.pop()
+        self.doc.code.sort()
+        return self.doc
+
+
+# ---------------------------------------------------------------------- inline
+
+
+_LABEL_RE = re.compile(r"\[((?:[^\\\[\]]|\\.){0,999})\]", re.DOTALL)
+_DEF_HEAD = re.compile(r"[ \t]{0,3}\[((?:[^\\\[\]]|\\.){0,999})\]:[ \t]*\n?[ \t]*", re.DOTALL)
+_TITLE_RE = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|\((?:[^()\\]|\\.)*\)", re.DOTALL)
+_WS_TO_EOL = re.compile(r"[ \t]*(?:\n|\Z)")
+_INLINE_SPECIAL = re.compile(r"[\\`\[\]]|!\[")
+_BACKTICKS = re.compile(r"`+")
+
+
+def _parse_dest(s: str, i: int) -> tuple[int, str] | None:
+    """A link destination at ``s[i]``: (end, destination as written) or None."""
+    n = len(s)
+    if i < n and s[i] == "<":
+        j = i + 1
+        while j < n:
+            c = s[j]
+            if c == ">":
+                return j + 1, s[i + 1 : j]
+            if c in "<\n":
+                return None
+            j += 2 if c == "\\" else 1
+        return None
+    depth = 0
+    j = i
+    while j < n:
+        c = s[j]
+        if c == "\\" and j + 1 < n and s[j + 1] in _ASCII_PUNCT:
+            j += 2
+            continue
+        if c == "(":
+            depth += 1
+            if depth > 32:
+                return None
+        elif c == ")":
+            if depth == 0:
+                break
+            depth -= 1
+        elif c <= " ":
+            break
+        j += 1
+    if depth != 0:
+        return None
+    return j, s[i:j]
+
+
+def _skip_ws(s: str, i: int, newline: bool = True) -> tuple[int, bool]:
+    """Skip spaces and tabs and at most one line end; (end, saw any)."""
+    n = len(s)
+    j = i
+    seen_nl = False
+    while j < n:
+        c = s[j]
+        if c in " \t":
+            j += 1
+        elif c == "\n" and newline and not seen_nl:
+            seen_nl = True
+            j += 1
+        else:
+            break
+    return j, j > i
+
+
+def _parse_def(s: str, i: int) -> tuple[int, str, str, int] | None:
+    """A link reference definition at ``s[i]``: (end, label, dest, dest_start)."""
+    m = _DEF_HEAD.match(s, i)
+    if m is None or not m.group(1).strip():
+        return None
+    j = m.end()
+    d = _parse_dest(s, j)
+    if d is None:
+        return None
+    dest_end, dest = d
+    if dest_end == j and not s.startswith("<>", j):
+        return None
+    k, saw = _skip_ws(s, dest_end)
+    if saw:
+        t = _TITLE_RE.match(s, k)
+        if t is not None and "\n\n" not in t.group():
+            e = _WS_TO_EOL.match(s, t.end())
+            if e is not None:
+                return e.end(), m.group(1), dest, j
+    e = _WS_TO_EOL.match(s, dest_end)
+    if e is None:
+        return None
+    return e.end(), m.group(1), dest, j
+
+
+def _skip_defs(s: str, i: int, out: list[tuple[int, int, str, str, int]] | None) -> int:
+    while True:
+        d = _parse_def(s, i)
+        if d is None:
+            return i
+        if out is not None:
+            out.append((i, d[0], d[1], d[2], d[3]))
+        i = d[0]
+        if i >= len(s):
+            return i
+
+
+@dataclass
+class _Found:
+    """What one reading found: all offsets absolute."""
+
+    code: list[tuple[int, int]] = field(default_factory=list)
+    weak: list[tuple[int, int]] = field(default_factory=list)  # code spans holding a "|"
+    images: list[tuple[int, int, str, str]] = field(default_factory=list)
+    links: list[tuple[int, int, str, str]] = field(default_factory=list)
+    defs: list[tuple[int, str]] = field(default_factory=list)  # (offset of "[", dest)
+    pending: int | None = None  # start of an unfinished image at the very end
+
+
+class _Inline:
+    """One block's inline content: its lines joined with ``\\n``, mapped back."""
+
+    def __init__(self, text: str, kind: str, lines: list[tuple[int, int]]) -> None:
+        self.kind = kind
+        self.lines = lines
+        self.s = "\n".join(text[a:b] for a, b in lines)
+        self.starts: list[int] = []
+        pos = 0
+        for a, b in lines:
+            self.starts.append(pos)
+            pos += b - a + 1
+
+    def abs(self, i: int) -> int:
+        k = bisect_right(self.starts, i) - 1
+        return self.lines[k][0] + (i - self.starts[k])
+
+    def abs_end(self, i: int) -> int:
+        return self.lines[0][0] if i == 0 else self.abs(i - 1) + 1
+
+    def cut(self, start: int) -> _Inline | None:
+        """The same block from local offset ``start`` on (after definitions)."""
+        if start >= len(self.s):
+            return None
+        a = self.abs(start)
+        lines = [(max(x, a), y) for x, y in self.lines if y >= a]
+        blk = _Inline.__new__(_Inline)
+        blk.kind = self.kind
+        blk.lines = lines
+        blk.s = self.s[start:]
+        blk.starts = []
+        pos = 0
+        for x, y in lines:
+            blk.starts.append(pos)
+            pos += y - x + 1
+        return blk
+
+
+def _scan_inline(blk: _Inline, refs: dict[str, str], found: _Found, text_end: int) -> None:
+    """Code spans, links and images of one block (CommonMark's bracket algorithm)."""
+    s = blk.s
+    n = len(s)
+    runs: dict[int, list[int]] = {}
+    if "`" in s:
+        for bt in _BACKTICKS.finditer(s):
+            runs.setdefault(len(bt.group()), []).append(bt.start())
+    openers: list[tuple[int, bool, bool]] = []  # (position, is image, active)
+    i = 0
+    while True:
+        m = _INLINE_SPECIAL.search(s, i)
+        if m is None:
+            return
+        p = m.start()
+        c = s[p]
+        if c == "\\":
+            i = p + 2 if p + 1 < n and s[p + 1] in _ASCII_PUNCT else p + 1
+            continue
+        if c == "`":
+            q = m.end() if m.group() != "`" else p + 1
+            while q < n and s[q] == "`":
+                q += 1
+            run = runs[q - p]
+            k = bisect_right(run, p)
+            if k < len(run):
+                close = run[k]
+                span = (blk.abs(q), blk.abs_end(close))
+                if "|" not in s[q:close]:
+                    found.code.append(span)
+                elif blk.kind != "table":  # a table cell splits at "|", even in code
+                    found.weak.append(span)
+                i = close + q - p
+            else:
+                i = q
+            continue
+        if c == "[":
+            openers.append((p, False, True))
+            i = p + 1
+            continue
+        if c == "!":
+            openers.append((p, True, True))
+            i = p + 2
+            continue
+        i = p + 1  # "]"
+        if not openers:
+            continue
+        op, is_image, active = openers.pop()
+        if not active:
+            continue
+        inner = s[op + (2 if is_image else 1) : p]
+        end = -1
+        dest = ""
+        if p + 1 < n and s[p + 1] == "(":
+            j, _ = _skip_ws(s, p + 2)
+            d = _parse_dest(s, j)
+            if d is not None:
+                dend, dest = d
+                k, saw = _skip_ws(s, dend)
+                if k < n and s[k] == ")":
+                    end = k + 1
+                elif saw:
+                    t = _TITLE_RE.match(s, k)
+                    if t is not None and "\n\n" not in t.group():
+                        k2, _ = _skip_ws(s, t.end())
+                        if k2 < n and s[k2] == ")":
+                            end = k2 + 1
+            if (
+                end < 0
+                and is_image
+                and blk.abs_end(n) >= text_end
+                and (")" not in s[p + 2 :] or (d is not None and d[0] >= n))
+            ):
+                found.pending = blk.abs(op)
+        if end < 0:
+            lm = _LABEL_RE.match(s, p + 1)
+            if lm is not None and lm.group(1).strip():
+                key = _label_key(lm.group(1))
+                if key in refs:
+                    end, dest = lm.end(), refs[key]
+            else:
+                key = _label_key(inner)
+                if inner.strip() and key in refs:
+                    end = p + 3 if s.startswith("[]", p + 1) else p + 1
+                    dest = refs[key]
+        if end < 0:
+            continue
+        a, b = blk.abs(op), blk.abs_end(end)
+        if is_image:
+            found.images.append((a, b, inner, dest))
+        else:
+            found.links.append((a, b, inner, dest))
+            openers = [(q, im, act and im) for q, im, act in openers]
+        i = end
+
+
+def _read(text: str) -> _Found:
+    """One full reading (blocks, definitions, inline constructs) of ``text``."""
+    doc = _BlockParser(text).parse()
+    found = _Found(code=doc.code)
+    blocks: list[_Inline] = []
+    refs: dict[str, str] = {}
+    for kind, lines in doc.inline:
+        blk: _Inline | None = _Inline(text, kind, lines)
+        if kind == "para" and blk is not None and blk.s.startswith("["):
+            defs: list[tuple[int, int, str, str, int]] = []
+            start = _skip_defs(blk.s, 0, defs)
+            for a, _b, label, dest, _ds in defs:
+                refs.setdefault(_label_key(label), dest)
+                found.defs.append((blk.abs(blk.s.index("[", a)), dest))
+            if start:
+                blk = blk.cut(start)
+        if blk is not None:
+            blocks.append(blk)
+    text_end = len(text.rstrip())
+    for blk in blocks:
+        if _INLINE_SPECIAL.search(blk.s):
+            _scan_inline(blk, refs, found, text_end)
+    found.code.sort()
+    found.images.sort()
+    found.links.sort()
+    return found
+
+
+# ---------------------------------------------------------------------- policy
+
+
+_SAFE_SCHEMES = frozenset(("http", "https", "mailto", "tel", "ftp"))
+_SCHEME_RE = re.compile(r"[^/?#]*?:")
+_INVISIBLE_RE = re.compile(
+    "[\x00-\x20\x7f-\x9f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e"
+    "\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164\ufeff\uffa0]"
+)
+
+
+def _dangerous(dest: str) -> bool:
+    """A link destination with a scheme other than http(s), mailto, tel or ftp."""
+    d = _INVISIBLE_RE.sub("", _unescape(dest)).lower()
+    m = _SCHEME_RE.match(d)
+    return m is not None and m.group()[:-1] not in _SAFE_SCHEMES
+
+
+_IMG_URL_RE = re.compile(r"(?:https?://|data:image/[a-z0-9.+-]+;base64,)", re.IGNORECASE)
+# MathJax macros (html, bbox, require, unicode packages) that set CSS, ids, links
+_MACRO_RE = re.compile(
+    r"\\(?=(?:style|class|cssId|href|data|require|bbox|unicode|mmlToken|url|"
+    r"setOptions)(?![A-Za-z]))"
+)
+_SAFE_AFTER_LT = frozenset(" \t\n0123456789=-<" + _ZWSP)
+
+
+def _merge(ranges: Iterable[tuple[int, int]]) -> tuple[list[tuple[int, int]], list[int]]:
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(ranges):
+        if b <= a:
+            continue
+        if out and a <= out[-1][1]:
+            if b > out[-1][1]:
+                out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return out, [r[0] for r in out]
+
+
+class _Ranges:
+    """A set of positions given as ranges, for membership tests."""
+
+    def __init__(self, ranges: Iterable[tuple[int, int]]) -> None:
+        self.ranges, self.starts = _merge(ranges)
+
+    def __contains__(self, p: int) -> bool:
+        k = bisect_right(self.starts, p) - 1
+        return k >= 0 and p < self.ranges[k][1]
+
+
+def _fallback_label(alt: str) -> str:
+    alt = _literal(alt)
+    return "\\[image: " + alt + "\\]" if alt else "\\[image\\]"
+
+
+_PENDING_LABEL = "\\[image …\\]"
+
+
+def _one_pass(text: str, image_label: Callable[[str], str | None] | None, trust_html: bool) -> str:
+    chunks = _math_chunks(text)
+    rb = _read(text)
+    ra = _read(_filler(text, chunks)) if chunks else rb
+    b_code = _Ranges(rb.code)
+    a_code = _Ranges(ra.code) if ra is not rb else b_code
+    math = _Ranges(chunks)
+    weak = _Ranges(rb.weak + ra.weak if ra is not rb else rb.weak)
+    edits: list[tuple[int, int, str]] = []  # (start, end, replacement); start == end inserts
+
+    # images and dangerous links (from either reading) become spans of plain text
+    spans: list[tuple[int, int, str]] = []
+    seen: set[tuple[int, int]] = set()
+    for f in (rb, ra) if ra is not rb else (rb,):
+        for s0, e0, alt, dest in f.images:
+            if (s0, e0) not in seen:
+                seen.add((s0, e0))
+                label = image_label(_unescape(dest)) if image_label is not None else None
+                spans.append((s0, e0, label if label is not None else _fallback_label(alt)))
+        for s0, e0, inner, dest in f.links:
+            if (s0, e0) not in seen and _dangerous(dest):
+                seen.add((s0, e0))
+                spans.append((s0, e0, _literal(inner)))
+        for off, dest in f.defs:
+            if _dangerous(dest):
+                edits.append((off, off, "\\"))  # the definition becomes visible text
+        if f.pending is not None:
+            spans.append((f.pending, len(text), _PENDING_LABEL))
+    spans.sort(key=lambda t: (t[0], -t[1]))
+    cur: tuple[int, int, str] | None = None
+    for s0, e0, rep in spans:
+        if cur is not None and s0 < cur[1]:
+            if e0 > cur[1]:  # partial overlap: one inert replacement for the lot
+                keep = cur[2] if cur[2].startswith(("\\[image", "*")) else ""
+                cur = (cur[0], e0, keep or _literal(text[cur[0] : e0]))
+            continue
+        if cur is not None:
+            edits.append(cur)
+        cur = (s0, e0, rep)
+    if cur is not None:
+        edits.append(cur)
+
+    # "<" wherever some reading may see text
+    if not trust_html:
+        p = text.find("<")
+        while p >= 0:
+            bc = p in b_code
+            ac = p in a_code
+            am = not ac and p in math
+            nxt = text[p + 1 : p + 2]
+            unsafe = nxt == "" or nxt not in _SAFE_AFTER_LT
+            if bc and (ac or am) and p not in weak:
+                pass
+            elif not bc and not ac and not am and p not in weak:
+                if unsafe:
+                    edits.append((p, p + 1, "&lt;"))
+            elif unsafe:
+                if am and not bc:
+                    edits.append((p, p + 1, "\\lt "))
+                else:
+                    edits.append((p + 1, p + 1, _ZWSP))
+            p = text.find("<", p + 1)
+
+    # MathJax macros that set styles, ids or links; entities that would spell them
+    if "\\" in text:
+        for m in _MACRO_RE.finditer(text):
+            p = m.start()
+            if not (p in b_code and p in a_code):
+                edits.append((p + 1, p + 1, _ZWSP))
+    if "&" in text:
+        for m in _ENTITY_RE.finditer(text):
+            p = m.start()
+            if p in b_code and p in a_code:
+                continue
+            ch = html.unescape(m.group())
+            if len(ch) == 1 and ch.isascii() and ch.isalnum():
+                edits.append((p, m.end(), ch))
+            elif ch == "\\":
+                edits.append((p, m.end(), "\\\\"))
+    if not edits:
+        return text
+    edits.sort(key=lambda e: (e[0], e[0] - e[1]))
+    out: list[str] = []
+    pos = 0
+    for s0, e0, rep in edits:
+        if s0 < pos:
+            continue  # inside a span already replaced
+        out.append(text[pos:s0])
+        out.append(rep)
+        pos = e0
+    out.append(text[pos:])
+    return "".join(out)
+
+
+_HARD = {"&": "&amp;", "<": "&lt;", "[": "\\[", "]": "\\]", "\\": "\\\\" + _ZWSP}
+
+
+def _hard_safe(text: str) -> str:
+    """Last resort when passes do not settle: nothing in it can be markup any more."""
+    return "".join(_HARD.get(c, c) for c in text)
+
+
+# ---------------------------------------------------------------------- public
+
+
+def find_markdown_images(text: str) -> list[MarkdownImage]:
+    """Every markdown image outside code, inline or by reference, in document order.
+
+    Offsets are in ``text``; ``url`` is the destination with escapes and entities
+    resolved (without ``<>`` or title). Plain links are not images. An image whose
+    closing parenthesis has not arrived yet (a streamed prefix) is not reported.
+    """
+    norm, drops = _normalise(text)
+    out: list[MarkdownImage] = []
+    for s0, e0, alt, dest in _read(norm).images:
+        a = s0 + bisect_left(drops, s0)
+        b = e0 + bisect_left(drops, e0)
+        out.append(MarkdownImage(a, b, alt, _unescape(dest)))
+    return out
+
+
+def image_urls_in_markdown(text: str) -> list[str]:
+    """URLs of the markdown images a client should fetch or decode, in order, once each.
+
+    Only ``http://``, ``https://`` and ``data:image/...;base64,...``.
+    """
+    seen: set[str] = set()
+    out: list[str] = []
+    for img in find_markdown_images(text):
+        url = img.url.strip()
+        if _IMG_URL_RE.match(url) and url not in seen:
+            seen.add(url)
+            out.append(url)
+    return out
+
+
+def safe_markdown(
+    text: str,
+    *,
+    image_label: Callable[[str], str | None] | None = None,
+    trust_html: bool = False,
+) -> str:
+    """The reply text made safe to send to a front end as ``text/markdown``.
+
+    Markdown images become ``image_label(url)`` (or ``[image: alt]`` when it
+    returns None), raw HTML outside code is shown as text, links to schemes other
+    than http(s), mailto, tel and ftp keep only their text, and code spans and
+    code blocks stay byte for byte. ``trust_html=True`` keeps raw HTML (images and
+    dangerous links are still replaced). Partial (streamed) text is fine: an
+    image whose destination is still arriving shows as a placeholder.
+    """
+    out, _ = _normalise(text)
+    for _ in range(6):
+        nxt = _one_pass(out, image_label, trust_html)
+        if nxt == out:
+            return out
+        out = nxt
+    return _hard_safe(out)
