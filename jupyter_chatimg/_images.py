@@ -705,7 +705,7 @@ def _encode(img: Image.Image, bound: int | None, label: str) -> tuple[str, bytes
             )
         work = img if img.mode in _RESIZE_NATIVE else _normalize(img, label)
         if target != work.size:
-            work = work.resize(target, Image.Resampling.BICUBIC, reducing_gap=2.0)
+            work = work.resize(target, Image.Resampling.HAMMING, reducing_gap=3.0)
         work = _normalize(work, label)
         if method is not None:
             work = work.transpose(method)
@@ -912,8 +912,7 @@ def _check_pixels(size: tuple[int, int], label: str, max_pixels: int) -> None:
 
 
 def _megapixels(pixels: int) -> str:
-    mp = pixels / 1e6
-    return f"{mp:.0f}" if mp >= 100 or mp == int(mp) else f"{mp:.1f}"
+    return f"{pixels / 1e6:.2f}".rstrip("0").rstrip(".")
 
 
 def _transpose_method(img: Image.Image) -> Image.Transpose | None:
