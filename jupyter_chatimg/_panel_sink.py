@@ -1,0 +1,112 @@
+"""The panel's transcript entries: one ``ipywidgets.Output`` per message.
+
+Each entry's ``outputs`` tuple is set directly (no capture context, so it is
+safe from the worker thread and from ``LiveReply``'s flush timer). A reply
+entry is also the ``Sink`` its ``LiveReply`` writes to: the markdown output is
+replaced in place and returned images are appended as image outputs.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from typing import Any
+
+import ipywidgets as widgets
+from PIL import Image
+
+from ._images import mime_of_pil, pil_to_bytes
+
+__all__ = ["ReplySink", "image_output", "markdown_output", "new_entry"]
+
+THUMB_SIDE = 160
+"""Long side of the sent-image thumbnails shown in the transcript and tray."""
+
+
+def markdown_output(
+    markdown: str, plain: str, metadata: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A ``display_data`` output holding (already safe) markdown and a plain fallback."""
+    return {
+        "output_type": "display_data",
+        "data": {"text/markdown": markdown, "text/plain": plain},
+        "metadata": metadata or {},
+    }
+
+
+def image_bundle(image: Image.Image) -> tuple[dict[str, str], dict[str, Any]]:
+    """``(data, metadata)`` of an image output for ``image`` (PNG or JPEG, base64)."""
+    mime = mime_of_pil(image)
+    data = base64.b64encode(pil_to_bytes(image, mime)).decode("ascii")
+    return (
+        {mime: data, "text/plain": f"<image {image.width}x{image.height}>"},
+        {mime: {"width": image.width, "height": image.height}},
+    )
+
+
+def image_output(image: Image.Image, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A ``display_data`` output showing ``image``."""
+    data, md = image_bundle(image)
+    if metadata:
+        md["jupyter_chatimg"] = metadata
+    return {"output_type": "display_data", "data": data, "metadata": md}
+
+
+def thumbnail(image: Image.Image, side: int = THUMB_SIDE) -> Image.Image:
+    """A small copy of ``image`` (the caller's image is never changed)."""
+    small = image.copy()
+    small.thumbnail((side, side))
+    return small
+
+
+def new_entry(css_class: str) -> widgets.Output:
+    """An empty transcript entry."""
+    entry = widgets.Output(layout=widgets.Layout(width="100%"))
+    entry.add_class(css_class)
+    return entry
+
+
+class ReplySink:
+    """A ``Sink`` (see ``_render``) writing one reply into a transcript entry.
+
+    ``states`` records every markdown the entry showed, in order (what a
+    reader saw grow); ``markdown``/``plain`` are the last ones.
+    """
+
+    wants_deltas = False
+
+    def __init__(self, entry: widgets.Output) -> None:
+        self.entry = entry
+        self._lock = threading.Lock()
+        self._text: tuple[dict[str, Any], ...] = ()
+        self._images: list[dict[str, Any]] = []
+        self.markdown = ""
+        self.plain = ""
+        self.final = False
+        self.states: list[str] = []
+        self.images: list[Image.Image] = []
+
+    def update(
+        self, markdown: str, plain: str, *, final: bool, metadata: dict[str, Any] | None
+    ) -> None:
+        with self._lock:
+            if self.final:
+                return
+            self.final = final
+            self.markdown, self.plain = markdown, plain
+            self.states.append(markdown)
+            md = {"jupyter_chatimg": metadata} if metadata else {}
+            self._text = (markdown_output(markdown, plain, md),)
+            self._publish()
+
+    def image(self, image: Any, *, metadata: dict[str, Any] | None) -> None:
+        with self._lock:
+            self.images.append(image)
+            self._images.append(image_output(image, metadata))
+            self._publish()
+
+    def delta(self, text: str) -> None:  # pragma: no cover - wants_deltas is False
+        pass
+
+    def _publish(self) -> None:
+        self.entry.outputs = self._text + tuple(self._images)
