@@ -89,7 +89,7 @@ model suffix ``"model": "demo-vision@<spec>"`` (chat only; both merge). A spec i
     long=N             the reply is N word tokens streamed as fast as possible (batched
                        writes; for benchmarks)
     huge=PX            demo-image returns a PX x PX image (up to 20000; above 4000x4000
-                       it is a flat colour)
+                       it is a flat colour; edits are resized to at most 4000x4000)
     mdinject           the reply ends with markdown/HTML injection payloads (below)
     ping               send an SSE comment line ``: ping`` before every content chunk
     tag=ANY            no effect; makes a spec string unique, so its times=N count is fresh

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
+    if args.host not in ("127.0.0.1", "localhost"):
         print(f"warning: listening on {args.host}, not only on loopback.", file=sys.stderr)
 
     def stop(signum: int, frame: FrameType | None) -> None:

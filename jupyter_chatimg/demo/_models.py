@@ -85,21 +85,24 @@ def encode_png(img: Image.Image) -> bytes:
     return buf.getvalue()
 
 
+@lru_cache(maxsize=4)
 def flat_png(side: int, rgb: tuple[int, int, int]) -> bytes:
-    """A ``side``×``side`` single-colour PNG, written row by row without the pixels in memory."""
+    """A ``side``×``side`` single-colour PNG (1-bit palette), written row by row without
+    the pixels in memory."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         crc = zlib.crc32(kind + data) & 0xFFFFFFFF
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
 
     comp = zlib.compressobj(9)
-    row = b"\x00" + bytes(rgb) * side
+    row = bytes(1 + (side + 7) // 8)  # filter byte 0, then palette index 0 for every pixel
     parts = [comp.compress(row) for _ in range(side)]
     parts.append(comp.flush())
-    ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    ihdr = struct.pack(">IIBBBBB", side, side, 1, 3, 0, 0, 0)
     return (
         b"\x89PNG\r\n\x1a\n"
         + chunk(b"IHDR", ihdr)
+        + chunk(b"PLTE", bytes(rgb))
         + chunk(b"IDAT", b"".join(parts))
         + chunk(b"IEND", b"")
     )
@@ -156,10 +159,10 @@ def _arithmetic_answer(prompt: str) -> str | None:
 def _no_image_text(req: ChatRequest) -> str:
     prompt = req.prompt.strip()
     lines = []
-    if re.match(r"(hi|hello|hey|good (morning|afternoon|evening))\b", prompt, re.I):
-        lines.append("Hello!")
+    hello = re.match(r"(hi|hello|hey|good (morning|afternoon|evening))\b", prompt, re.I)
     lines.append(
-        "I am **demo-vision**, the offline demo model built into jupyter_chatimg. "
+        ("Hello! " if hello else "")
+        + "I am **demo-vision**, the offline demo model built into jupyter_chatimg. "
         "I do not understand language and I do not recognise objects: I measure the "
         "pixels of the images you attach (size, orientation, colours, brightness, "
         "contrast, transparency, and whether it looks like a photo or a drawing) and "
@@ -307,7 +310,8 @@ def image_outcome(req: ChatRequest, huge: int | None) -> ImageOutcome:
             assert ref.image is not None
             out, done = apply_edits(ref.image, edits)
             if huge:
-                out = out.resize((huge, huge), Image.Resampling.NEAREST)
+                side = min(huge, int(HUGE_DRAW_LIMIT**0.5))
+                out = out.resize((side, side), Image.Resampling.NEAREST)
             pngs.append(encode_png(out))
             label = f"Image {i}: " if len(usable) > 1 else ""
             sentences.append(

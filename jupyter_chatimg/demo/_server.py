@@ -500,7 +500,8 @@ class DemoServer:
     @property
     def url(self) -> str:
         """The base URL to give a client: ``http://127.0.0.1:PORT/v1``."""
-        return f"http://{self.host}:{self.port}/v1"
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
+        return f"http://{host}:{self.port}/v1"
 
     @property
     def closed(self) -> bool:
