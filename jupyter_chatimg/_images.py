@@ -113,7 +113,10 @@ def is_image_like(obj: object) -> bool:
     if isinstance(obj, (bytes, bytearray, memoryview)):
         return _sniff(bytes(obj[:32]))
     if isinstance(obj, str):
-        return bool(re.match(r"(?i)(https?://\S+|data:image/)", obj.strip()))
+        text = obj.strip()
+        return bool(
+            re.fullmatch(r"(?i)https?://[^/\s?#]+\S*", text) or re.match(r"(?i)data:image/", text)
+        )
     if isinstance(obj, os.PathLike):
         try:
             path = Path(os.fspath(obj)).expanduser()
@@ -268,7 +271,9 @@ def _collect(obj: object, bound: int | None, label: str, out: list[str]) -> None
     elif _is_array(obj):
         out.append(_data_uri(*_encode(_array_to_pil(obj, label), bound, label)))
     elif _is_figure(obj):
-        out.append(_encoded_to_url(_figure_png(obj, label), bound, label, "the Figure is"))
+        # never passed through: matplotlib writes RGBA, the encoder finds a palette
+        png = _figure_png(obj, label)
+        out.append(_encoded_to_url(png, bound, label, "the Figure is", passthrough="never"))
     elif isinstance(obj, (bytes, bytearray, memoryview)):
         out.append(_encoded_to_url(_as_bytes(obj, label), bound, label, "the bytes are"))
     elif isinstance(obj, str):
@@ -435,13 +440,14 @@ def _encoded_to_url(
     """Encoded image bytes -> URL: sent as they are when possible, else decoded and re-encoded.
 
     ``passthrough="always"`` (data: URIs): only a format endpoints may not take,
-    or a size above the bound, forces re-encoding. ``"checked"`` (bytes, files,
-    figures): also a rotation to apply, an animation, an unusual mode or a
-    heavy file (more than 4 bits per pixel, i.e. a photo stored losslessly).
+    or a size above the bound, forces re-encoding. ``"checked"`` (bytes, files):
+    also a rotation to apply, an animation, an unusual mode or a heavy file
+    (more than 4 bits per pixel, i.e. a photo stored losslessly). ``"never"``:
+    always decoded and re-encoded.
     """
     img = _open(data, label, what, MAX_INPUT_PIXELS)
     fmt = _SENDABLE.get(img.format or "")
-    if fmt is not None and _fit(img.size, bound) == img.size:
+    if fmt is not None and passthrough != "never" and _fit(img.size, bound) == img.size:
         keep = passthrough == "always" or (
             img.mode in _PLAIN_MODES
             and getattr(img, "n_frames", 1) == 1

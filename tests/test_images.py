@@ -353,9 +353,8 @@ def test_bounds(
 ) -> None:
     sources = [chart(size), photo(size)] if min(size) > 2 else [Image.new("RGB", size, RED)]
     for img in sources:
-        out = decode(one(img, max_side=max_side, detail=detail))
-        assert out.size == expected
-        assert decode(encode_pil(img, max_side=max_side, detail=detail)).size == expected
+        assert decode(one(img, max_side=max_side, detail=detail)).size == expected
+    assert decode(encode_pil(sources[0], max_side=max_side, detail=detail)).size == expected
 
 
 def test_low_detail_side_is_512() -> None:
@@ -749,157 +748,163 @@ def _truncated_png() -> bytes:
 
 
 ERROR_CASES: list[tuple[str, Callable[[], Any], str]] = [
-    ("str", lambda: "x", "--image x: a str is not an image; " + re.escape(HINT)),
-    ("None", lambda: None, "--image x: None is not an image; " + re.escape(HINT)),
-    ("int", lambda: 42, "--image x: an int is not an image; " + re.escape(HINT)),
+    ("str", lambda: "x", "a str is not an image; " + re.escape(HINT)),
+    ("None", lambda: None, "None is not an image; " + re.escape(HINT)),
+    ("int", lambda: 42, "an int is not an image; " + re.escape(HINT)),
     (
         "set",
         lambda: {1},
-        r"--image x: a set is not an image; pass a list of images \(in the order they should be sent\)",
+        r"a set is not an image; pass a list of images \(in the order they should be sent\)",
     ),
     (
         "garbage bytes",
         lambda: b"hello world, not an image",
-        r"--image x: the bytes are not a readable image \(cannot identify image file\); check the file",
+        r"the bytes are not a readable image \(cannot identify image file\); check the file",
     ),
     (
         "empty bytes",
         lambda: b"",
-        r"--image x: the bytes are empty; pass the bytes of an encoded image \(PNG, JPEG \.\.\.\)",
+        r"the bytes are empty; pass the bytes of an encoded image \(PNG, JPEG \.\.\.\)",
     ),
     (
         "truncated",
         _truncated_png,
-        r"--image x: the bytes are not a readable image \(.+\); check the file",
+        r"the bytes are not a readable image \(.+\); check the file",
     ),
     (
         "bomb",
         lambda: png_header_only(50_000, 50_000),
-        r"--image x: 50000x50000 is 2500 megapixels, above the 100 megapixel limit; "
+        r"50000x50000 is 2500 megapixels, above the 100 megapixel limit; "
         r"downscale it first \(img\.thumbnail\(\(2048, 2048\)\)\)",
     ),
     (
         "just above the limit",
         lambda: png_header_only(10_001, 10_000),
-        r"--image x: 10001x10000 is 100\.01 megapixels, above the 100 megapixel limit; downscale it first .+",
+        r"10001x10000 is 100\.01 megapixels, above the 100 megapixel limit; downscale it first .+",
     ),
     (
         "lazy bomb image",
         lambda: _lazy(png_header_only(12_000, 9_000)),
-        r"--image x: 12000x9000 is 108 megapixels, above the 100 megapixel limit; downscale it first .+",
+        r"12000x9000 is 108 megapixels, above the 100 megapixel limit; downscale it first .+",
     ),
     (
         "missing file",
         lambda: "nope/missing.png",
-        r"--image x: no such file 'nope/missing\.png'; check the path \(relative paths start at .+\)",
+        r"no such file 'nope/missing\.png'; check the path \(relative paths start at .+\)",
     ),
     (
         "missing Path",
         lambda: Path("missing.png"),
-        r"--image x: no such file 'missing\.png'; check the path \(.+\)",
+        r"no such file 'missing\.png'; check the path \(.+\)",
     ),
     (
         "folder",
         lambda: Path(__file__).parent,
-        r"--image x: '.+' is a folder, not an image file; pass the path of an image file",
+        r"'.+' is a folder, not an image file; pass the path of an image file",
     ),
-    ("empty list", lambda: [], r"--image x: the list is empty; pass at least one image"),
-    ("empty tuple", lambda: (), r"--image x: the tuple is empty; pass at least one image"),
-    ("bad item", lambda: [chart(), "nope"], r"--image x\[1\]: a str is not an image; .+"),
+    ("empty list", lambda: [], r"the list is empty; pass at least one image"),
+    ("empty tuple", lambda: (), r"the tuple is empty; pass at least one image"),
     (
         "ftp",
         lambda: "ftp://example.com/a.png",
-        r"--image x: ftp: URLs cannot be sent, only http\(s\) and data: URLs; download it and pass the bytes or the path",
+        r"ftp: URLs cannot be sent, only http\(s\) and data: URLs; download it and pass the bytes "
+        r"or the path",
     ),
     (
         "file URL",
         lambda: "file:///tmp/a.png",
-        r"--image x: file: URLs cannot be sent, only http\(s\) and data: URLs; pass the file's path instead",
+        r"file: URLs cannot be sent, only http\(s\) and data: URLs; pass the file's path instead",
     ),
     (
         "URL with spaces",
         lambda: "https://example.com/a cat.png",
-        r"--image x: 'https://example\.com/a cat\.png' is not a valid http\(s\) URL; check it \(spaces must be written as %20\)",
+        r"'https://example\.com/a cat\.png' is not a valid http\(s\) URL; check it \(spaces must "
+        r"be written as %20\)",
     ),
     (
         "data: not an image",
         lambda: "data:text/plain;base64,aGVsbG8=",
-        r"--image x: the data: URI holds text/plain, not an image; pass a data:image/\.\.\.;base64,\.\.\. URI",
+        r"the data: URI holds text/plain, not an image; pass a data:image/\.\.\.;base64,\.\.\. URI",
     ),
     (
         "data: not base64",
         lambda: "data:image/svg+xml,<svg/>",
-        r"--image x: the data: URI is not base64-encoded; encode the image as data:image/svg\+xml;base64,\.\.\.",
+        r"the data: URI is not base64-encoded; encode the image as "
+        r"data:image/svg\+xml;base64,\.\.\.",
     ),
     (
         "data: invalid base64",
         lambda: "data:image/png;base64,iVBO*RW0KGgo",
-        r"--image x: the data: URI holds invalid base64 \(.+\); check that it was not cut or altered",
+        r"the data: URI holds invalid base64 \(.+\); check that it was not cut or altered",
     ),
     (
         "data: empty",
         lambda: "data:image/png;base64,",
-        r"--image x: the data: URI holds no data; check where it came from",
+        r"the data: URI holds no data; check where it came from",
     ),
     (
         "data: no comma",
         lambda: "data:image/png;base64",
-        r"--image x: malformed data: URI \(no comma before the data\); .+",
+        r"malformed data: URI \(no comma before the data\); .+",
     ),
     (
         "data: not an image",
         lambda: "data:image/png;base64,aGVsbG8gd29ybGQ=",
-        r"--image x: the data: URI is not a readable image \(cannot identify image file\); check the file",
+        r"the data: URI is not a readable image \(cannot identify image file\); check the file",
     ),
     (
         "array shape",
         lambda: _np().zeros((10, 10, 2)),
-        r"--image x: a numpy array of shape \(10, 10, 2\) is not an image; pass HxW, HxWx1, HxWx3 or HxWx4",
+        r"a numpy array of shape \(10, 10, 2\) is not an image; pass HxW, HxWx1, HxWx3 or HxWx4",
     ),
     (
         "channel-first",
         lambda: _np().zeros((3, 10, 10)),
-        r"--image x: a numpy array of shape \(3, 10, 10\) is not an image; it looks channel-first: pass arr\.transpose\(1, 2, 0\)",
+        r"a numpy array of shape \(3, 10, 10\) is not an image; it looks channel-first: pass "
+        r"arr\.transpose\(1, 2, 0\)",
     ),
     (
         "batch",
         lambda: _np().zeros((2, 10, 10, 3)),
-        r"--image x: a numpy array of shape \(2, 10, 10, 3\) is not an image; for a batch pass list\(arr\); .+",
+        r"a numpy array of shape \(2, 10, 10, 3\) is not an image; for a batch pass list\(arr\); "
+        r".+",
     ),
     (
         "empty array",
         lambda: _np().zeros((0, 10)),
-        r"--image x: the array is empty \(shape \(0, 10\)\); pass an image with at least one pixel",
+        r"the array is empty \(shape \(0, 10\)\); pass an image with at least one pixel",
     ),
     (
         "complex dtype",
         lambda: _np().zeros((4, 4), dtype=complex),
-        r"--image x: a numpy array of dtype complex128 is not an image; use uint8, uint16, bool or floats in \[0, 1\]",
+        r"a numpy array of dtype complex128 is not an image; use uint8, uint16, bool or floats in "
+        r"\[0, 1\]",
     ),
     (
         "object dtype",
         lambda: _np().full((4, 4), None, dtype=object),
-        r"--image x: a numpy array of dtype object is not an image; .+",
+        r"a numpy array of dtype object is not an image; .+",
     ),
     (
         "NaN only",
         lambda: _np().full((4, 4), _np().nan),
-        r"--image x: the array holds only NaN values; nothing to draw, check the data",
+        r"the array holds only NaN values; nothing to draw, check the data",
     ),
     (
         "int colour out of range",
         lambda: _np().full((4, 4, 3), 300, dtype="int32"),
-        r"--image x: int32 colour values range 300\.\.300, outside 0\.\.255; convert with arr\.astype\(np\.uint8\) or scale to floats in \[0, 1\]",
+        r"int32 colour values range 300\.\.300, outside 0\.\.255; convert with "
+        r"arr\.astype\(np\.uint8\) or scale to floats in \[0, 1\]",
     ),
     (
         "repr_png gives None",
         lambda: _HasPng(None),
-        r"--image x: _HasPng\._repr_png_\(\) gave no image data; pass a PIL image instead",
+        r"_HasPng\._repr_png_\(\) gave no image data; pass a PIL image instead",
     ),
     (
         "broken lazy image",
         lambda: Image.open(io.BytesIO(_truncated_png())),
-        r"--image x: the image could not be read or encoded \(.+\); check that img\.load\(\) works",
+        r"the image could not be read or encoded \(.+\); check that img\.load\(\) works",
     ),
 ]
 
@@ -915,7 +920,13 @@ def test_errors_are_one_clear_line(make: Callable[[], Any], pattern: str) -> Non
     assert "\n" not in message and len(message) <= 300
     assert message.startswith("--image x")
     assert "; " in message  # what went wrong; what to do
-    assert re.fullmatch(pattern, message), message
+    assert re.fullmatch(re.escape("--image x: ") + pattern, message), message
+
+
+def test_list_items_are_labelled_by_position() -> None:
+    with pytest.raises(ImageInputError) as info:
+        to_image_urls([chart(), [photo(), "nope"]], label="--image x")
+    assert str(info.value) == f"--image x[1][1]: a str is not an image; {HINT}"
 
 
 def test_bomb_check_happens_before_decoding() -> None:
@@ -951,7 +962,8 @@ def test_bad_settings_are_config_errors(kwargs: dict[str, Any], pattern: str) ->
 def test_decoders_raise_one_line_errors_with_their_label() -> None:
     with pytest.raises(
         ImageInputError,
-        match=r"^returned image: the bytes are not a readable image \(cannot identify image file\); check the file$",
+        match=r"^returned image: the bytes are not a readable image \(cannot identify image "
+        r"file\); check the file$",
     ):
         decode_image_bytes(b"<html>502 Bad Gateway</html>", label="returned image")
     with pytest.raises(
@@ -960,7 +972,7 @@ def test_decoders_raise_one_line_errors_with_their_label() -> None:
         decode_data_uri("data:text/html;base64,PGI+", label="returned image")
 
 
-# --------------------------------------------------------------------------- decoding, digest, display
+# ------------------------------------------------------------------ decoding, digest, display
 
 
 def test_decode_data_uri_round_trip() -> None:
@@ -1041,13 +1053,16 @@ def test_images_module_does_not_import_numpy_matplotlib_or_front_end_libraries()
         "from PIL import Image\n"
         "before = set(sys.modules)\n"
         "img = Image.new('RGB', (30, 20), 'red')\n"
-        "m.to_image_urls([img, img.convert('RGBA'), b'\\x89PNG\\r\\n\\x1a\\n'[:0] or img], max_side=16)\n"
+        "m.to_image_urls([img, img.convert('RGBA'), b'\\x89PNG\\r\\n\\x1a\\n'[:0] or img], "
+        "max_side=16)\n"
         "m.is_image_like(img); m.mime_of_pil(img); m.pil_to_bytes(img, 'image/png')\n"
         "new = set(sys.modules) - before\n"
-        "bad = sorted(n for n in new if n.split('.')[0] in ('numpy', 'matplotlib', 'IPython', 'ipywidgets', 'httpx'))\n"
+        "bad = sorted(n for n in new if n.split('.')[0] in ('numpy', 'matplotlib', 'IPython', "
+        "'ipywidgets', 'httpx'))\n"
         "print(bad)\n"
         "src = open(m.__file__).read()\n"
-        "assert 'import httpx' not in src and 'import IPython' not in src and 'ipywidgets' not in src\n"
+        "assert 'import httpx' not in src and 'import IPython' not in src and 'ipywidgets' not in "
+        "src\n"
     )
     root = Path(__file__).resolve().parents[1]
     result = subprocess.run(
