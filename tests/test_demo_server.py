@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -235,7 +236,8 @@ def test_ensure_demo_server_is_a_thread_safe_singleton() -> None:
     assert httpx.get(found[0].url + "/models", timeout=5).status_code == 200
 
 
-def test_cli_starts_and_answers_models() -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_cli_starts_answers_models_and_stops_cleanly(stop: signal.Signals) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyter_chatimg.demo", "--port", "0"],
@@ -254,7 +256,7 @@ def test_cli_starts_and_answers_models() -> None:
         r = httpx.get(url + "/models", timeout=5)
         assert [m["id"] for m in r.json()["data"]] == list(DEMO_MODELS)
     finally:
-        proc.terminate()
+        proc.send_signal(stop)  # SIGINT is Ctrl+C
         out, err = proc.communicate(timeout=10)
     assert proc.returncode == 0
     assert "stopped" in out

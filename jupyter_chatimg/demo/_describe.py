@@ -224,12 +224,24 @@ def _aspect(w: int, h: int) -> str:
     return f"{w / h:.2f}:1"
 
 
-def _size_text(n: int) -> str:
-    if n < 1024:
-        return f"{n} bytes"
-    if n < 1024 * 1024:
-        return f"{n / 1024:.0f} KB"
-    return f"{n / 1024 / 1024:.1f} MB"
+# Coarse words rather than exact counts: lossy encoders (JPEG) differ slightly between
+# library versions, and saved notebook outputs must not change with them.
+def _distinct_words(n: int) -> str:
+    if n <= 64:
+        return str(n)
+    return "hundreds of" if n < 1000 else "thousands of"
+
+
+def _flat_words(share: float) -> str:
+    if share >= 0.8:
+        return "large flat areas"
+    return "some flat areas" if share >= 0.5 else "few flat areas"
+
+
+def _edge_words(share: float) -> str:
+    if share < 0.02:
+        return "few sharp edges"
+    return "some sharp edges" if share < 0.15 else "many sharp edges"
 
 
 def brightness_word(v: float) -> str:
@@ -267,10 +279,9 @@ def describe(stats: ImageStats, title: str | None = None) -> str:
     """Markdown describing ``stats``: a heading line then one bullet per measurement."""
     s = stats
     fmt = f"{s.fmt} " if s.fmt else ""
-    size = f", {_size_text(s.n_bytes)}" if s.n_bytes is not None else ""
     head = (
         f"a {s.width}×{s.height} {s.orientation} {fmt}image "
-        f"(aspect {_aspect(s.width, s.height)}, mode {s.mode}{size})."
+        f"(aspect {_aspect(s.width, s.height)}, mode {s.mode})."
     )
     lines = [f"**{title}**: {head}" if title else head[0].upper() + head[1:]]
     if s.has_alpha:
@@ -299,8 +310,8 @@ def describe(stats: ImageStats, title: str | None = None) -> str:
     )
     if s.distinct > 1:
         detail = (
-            f"{s.distinct} distinct colours in a {s.sample_pixels}-pixel sample, "
-            f"{_pct(s.flat)} flat neighbours, {_pct(s.edges)} sharp edges"
+            f"{_distinct_words(s.distinct)} distinct colours, {_flat_words(s.flat)}, "
+            f"{_edge_words(s.edges)}"
         )
         kind = {
             "photo": "Looks like a photograph or another natural image",
