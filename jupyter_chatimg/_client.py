@@ -8,6 +8,7 @@ size/time/pixel limits, no private addresses unless the endpoint is on one).
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import random
@@ -52,6 +53,9 @@ IMAGE_FETCH_TIMEOUT = 30.0
 
 Resolver = Callable[[str, int], list[str]]
 
+DEFAULT_IMAGE_TRANSPORT: httpx.BaseTransport | None = None
+"""Transport for image downloads when none is passed (a hook for tests and proxies)."""
+
 
 def resolve_host(host: str, port: int) -> list[str]:
     """The IP addresses ``host`` resolves to (the one place that does DNS)."""
@@ -59,7 +63,14 @@ def resolve_host(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-def retry_delay(attempt: int, headers: Mapping[str, str] | None = None, *, rng: random.Random | None = None) -> float:
+def _default_resolver() -> Resolver:
+    # Looked up at call time so tests can replace resolve_host (there is no DNS offline).
+    return resolve_host
+
+
+def retry_delay(
+    attempt: int, headers: Mapping[str, str] | None = None, *, rng: random.Random | None = None
+) -> float:
     """Seconds to wait before retry number ``attempt`` (0-based).
 
     The server's ``retry-after-ms`` / ``retry-after`` when it is at most
@@ -68,8 +79,8 @@ def retry_delay(attempt: int, headers: Mapping[str, str] | None = None, *, rng: 
     advice = retry_after_seconds(headers or {})
     if advice is not None and advice <= MAX_RETRY_AFTER:
         return advice
-    base = min(BACKOFF_MAX, BACKOFF_BASE * (2**attempt))
-    jitter = (rng or random).uniform(0.75, 1.0)
+    base: float = min(BACKOFF_MAX, BACKOFF_BASE * (2**attempt))
+    jitter: float = (rng or random).uniform(0.75, 1.0)
     return base * jitter
 
 
@@ -88,10 +99,9 @@ class Cancel:
         with self._lock:
             response = self._response
         if response is not None:
-            try:
+            # Closing from another thread is best effort: the reader notices either way.
+            with contextlib.suppress(Exception):
                 response.close()
-            except Exception:  # noqa: BLE001 - closing from another thread is best effort
-                pass
 
     @property
     def is_set(self) -> bool:
@@ -182,7 +192,9 @@ class Client:
         first: list[float] = []
         try:
             with self._http() as http:
-                response = self._request(http, "POST", self._url("/chat/completions"), body, on_retry, cancel)
+                response = self._request(
+                    http, "POST", self._url("/chat/completions"), body, on_retry, cancel
+                )
                 cancel._attach(response)
                 try:
                     content_type = response.headers.get("content-type", "")
@@ -286,7 +298,9 @@ class Client:
         err.reason = cancel.reason  # type: ignore[attr-defined]
         return err
 
-    def _read_whole(self, response: httpx.Response, started: float, first: list[float]) -> ChatResult:
+    def _read_whole(
+        self, response: httpx.Response, started: float, first: list[float]
+    ) -> ChatResult:
         limit = self.settings.max_reply_bytes
         declared = response.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
@@ -339,7 +353,11 @@ class Client:
         cancel: Cancel | None = None,
     ) -> httpx.Response:
         """Send with retries before the first byte; return a 2xx streaming response."""
-        payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode() if body is not None else None
+        payload = (
+            json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+            if body is not None
+            else None
+        )
         headers = self._headers()
         if payload is not None:
             headers["Content-Type"] = "application/json"
@@ -378,16 +396,22 @@ class Client:
                     raise error
             if attempt >= self.settings.max_retries:
                 if attempt:
-                    error.hint = (error.hint + "; " if error.hint else "") + f"gave up after {attempt + 1} tries"
+                    error.hint = (
+                        error.hint + "; " if error.hint else ""
+                    ) + f"gave up after {attempt + 1} tries"
                 raise error
             delay = retry_delay(attempt, resp_headers)
             self.attempts.append((status, delay))
             if on_retry is not None:
                 what = f"HTTP {status}" if status else type(error).__name__
-                on_retry(f"{what} from {self.settings.host}; retrying in {delay:.1f} s ({attempt + 1}/{self.settings.max_retries})")
+                on_retry(
+                    f"{what} from {self.settings.host}; retrying in {delay:.1f} s ({attempt + 1}/{self.settings.max_retries})"
+                )
             if cancel is not None:
                 if cancel.wait(delay):
-                    raise StreamError(f"{cancel.reason} before the reply began", partial=ChatResult())
+                    raise StreamError(
+                        f"{cancel.reason} before the reply began", partial=ChatResult()
+                    )
             elif self._sleep is not None:
                 self._sleep(delay)
             else:
@@ -411,7 +435,10 @@ class Client:
         for _ in range(MAX_REDIRECTS + 1):
             request = http.build_request(method, url, content=payload, headers=headers)
             response = http.send(request, stream=True)
-            if response.status_code not in (301, 302, 303, 307, 308) or "location" not in response.headers:
+            if (
+                response.status_code not in (301, 302, 303, 307, 308)
+                or "location" not in response.headers
+            ):
                 return response
             target = urljoin(url, response.headers["location"])
             response.close()
@@ -421,7 +448,9 @@ class Client:
             if response.status_code == 303:
                 method, payload = "GET", None
             url = target
-        raise APIConnectionError(f"too many redirects from {self.settings.host}; check the base URL")
+        raise APIConnectionError(
+            f"too many redirects from {self.settings.host}; check the base URL"
+        )
 
     def _add_hint(self, error: APIError) -> None:
         s = self.settings
@@ -441,7 +470,11 @@ class Client:
 
 def _reason(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
-    if "Name or service not known" in text or "nodename nor servname" in text or "getaddrinfo" in text:
+    if (
+        "Name or service not known" in text
+        or "nodename nor servname" in text
+        or "getaddrinfo" in text
+    ):
         return "the host name does not resolve"
     if "Connection refused" in text or "Errno 111" in text:
         return "connection refused"
@@ -471,7 +504,7 @@ def endpoint_is_private(settings: Settings, resolver: Resolver | None = None) ->
     if not parts.hostname:
         return False
     try:
-        ips = (resolver or resolve_host)(parts.hostname, parts.port or 443)
+        ips = (resolver or _default_resolver())(parts.hostname, parts.port or 443)
     except (OSError, ValueError):
         return False
     return any(not _is_public(ip) for ip in ips)
@@ -503,14 +536,18 @@ def fetch_image(
     if url.startswith("data:"):
         return decode_data_uri(url, label="returned image")
     deadline = time.monotonic() + timeout
-    resolver = resolver or resolve_host
+    resolver = resolver or _default_resolver()
     with _image_http(transport, timeout) as http:
         for _ in range(MAX_REDIRECTS + 1):
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ImageInputError(f"not fetched: only http(s) image links are loaded, not {parts.scheme or 'this'}:")
+                raise ImageInputError(
+                    f"not fetched: only http(s) image links are loaded, not {parts.scheme or 'this'}:"
+                )
             host = parts.hostname.lower()
-            if allowed_hosts and not any(host == h or host.endswith("." + h) for h in allowed_hosts):
+            if allowed_hosts and not any(
+                host == h or host.endswith("." + h) for h in allowed_hosts
+            ):
                 raise ImageInputError(f"not fetched: {host} is not in ChatImg.image_hosts")
             port = parts.port or (443 if parts.scheme == "https" else 80)
             try:
@@ -528,38 +565,61 @@ def fetch_image(
             # Connect to the address we checked (no second DNS answer can differ).
             netloc = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
             pinned = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
-            headers = {"Host": parts.netloc.rsplit("@", 1)[-1], "User-Agent": USER_AGENT, "Accept": "image/*"}
+            headers = {
+                "Host": parts.netloc.rsplit("@", 1)[-1],
+                "User-Agent": USER_AGENT,
+                "Accept": "image/*",
+            }
             extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
             try:
                 request = http.build_request("GET", pinned, headers=headers, extensions=extensions)
                 response = http.send(request, stream=True)
             except httpx.TimeoutException:
-                raise ImageInputError(f"not fetched: {host} did not answer within {timeout:g} s") from None
+                raise ImageInputError(
+                    f"not fetched: {host} did not answer within {timeout:g} s"
+                ) from None
             except (httpx.TransportError, OSError) as exc:
-                raise ImageInputError(f"not fetched: cannot reach {host} ({_reason(exc)})") from None
+                raise ImageInputError(
+                    f"not fetched: cannot reach {host} ({_reason(exc)})"
+                ) from None
             try:
-                if response.status_code in (301, 302, 303, 307, 308) and "location" in response.headers:
+                if (
+                    response.status_code in (301, 302, 303, 307, 308)
+                    and "location" in response.headers
+                ):
                     url = urljoin(url, response.headers["location"])
                     continue
                 if response.status_code != 200:
-                    raise ImageInputError(f"not fetched: {host} answered HTTP {response.status_code}")
+                    raise ImageInputError(
+                        f"not fetched: {host} answered HTTP {response.status_code}"
+                    )
                 ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
-                if ctype and not (ctype.startswith("image/") or ctype == "application/octet-stream"):
+                if ctype and not (
+                    ctype.startswith("image/") or ctype == "application/octet-stream"
+                ):
                     raise ImageInputError(f"not fetched: the link is {ctype}, not an image")
                 declared = response.headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > max_bytes:
-                    raise ImageInputError(f"not fetched: {int(declared) // 1_000_000} MB is above the {max_bytes // 1_000_000} MB limit")
+                    raise ImageInputError(
+                        f"not fetched: {int(declared) // 1_000_000} MB is above the {max_bytes // 1_000_000} MB limit"
+                    )
                 buf = bytearray()
                 for piece in response.iter_bytes():
                     buf += piece
                     if len(buf) > max_bytes:
-                        raise ImageInputError(f"not fetched: larger than the {max_bytes // 1_000_000} MB limit")
+                        raise ImageInputError(
+                            f"not fetched: larger than the {max_bytes // 1_000_000} MB limit"
+                        )
                     if time.monotonic() > deadline:
                         raise ImageInputError(f"not fetched: took longer than {timeout:g} s")
             except httpx.TimeoutException:
-                raise ImageInputError(f"not fetched: {host} did not answer within {timeout:g} s") from None
+                raise ImageInputError(
+                    f"not fetched: {host} did not answer within {timeout:g} s"
+                ) from None
             except httpx.HTTPError as exc:
-                raise ImageInputError(f"not fetched: the download from {host} broke ({type(exc).__name__})") from None
+                raise ImageInputError(
+                    f"not fetched: the download from {host} broke ({type(exc).__name__})"
+                ) from None
             finally:
                 response.close()
             return decode_image_bytes(bytes(buf), label="returned image")
@@ -575,6 +635,7 @@ def fetch_result_images(
 ) -> None:
     """Fill every choice's ``images`` from its ``image_urls``; failures go to ``image_errors``."""
     allow_private = endpoint_is_private(settings, resolver) if not settings.demo else True
+    transport = transport or DEFAULT_IMAGE_TRANSPORT
     for choice in result.choices:
         for url in choice.image_urls:
             try:

@@ -169,7 +169,9 @@ def resolve_settings(
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     unknown = set(given) - SETTING_NAMES
     if unknown:
-        raise ConfigError(f"unknown setting {sorted(unknown)[0]!r}; known: {', '.join(sorted(SETTING_NAMES))}")
+        raise ConfigError(
+            f"unknown setting {sorted(unknown)[0]!r}; known: {', '.join(sorted(SETTING_NAMES))}"
+        )
 
     chosen: dict[str, Any] = {}
     for name in SETTING_NAMES:
@@ -242,8 +244,14 @@ def _pair_key(
                 "kernel; set it (os.environ or the shell that started Jupyter) and re-run"
             )
         return key, name
-    openai_host = host_of(_clean_base_url(openai_base, "OPENAI_BASE_URL")) if openai_base else host_of(OPENAI_DEFAULT_BASE_URL)
-    chatimg_host = host_of(_clean_base_url(chatimg_base, "CHATIMG_BASE_URL")) if chatimg_base else openai_host
+    openai_host = (
+        host_of(_clean_base_url(openai_base, "OPENAI_BASE_URL"))
+        if openai_base
+        else host_of(OPENAI_DEFAULT_BASE_URL)
+    )
+    chatimg_host = (
+        host_of(_clean_base_url(chatimg_base, "CHATIMG_BASE_URL")) if chatimg_base else openai_host
+    )
     for name, paired_host in (("CHATIMG_API_KEY", chatimg_host), ("OPENAI_API_KEY", openai_host)):
         key = _key_from_env(name, env)
         if key is not None and paired_host == host:
@@ -264,6 +272,8 @@ def _validate(s: Settings) -> None:
     if not isinstance(s.max_retries, int) or s.max_retries < 0:
         raise bad("max_retries", f"{s.max_retries!r} must be a whole number >= 0")
     if not isinstance(s.max_side, int) or isinstance(s.max_side, bool) or s.max_side < 0:
-        raise bad("max_side", f"{s.max_side!r} must be a whole number of pixels >= 0 (0 = send as is)")
+        raise bad(
+            "max_side", f"{s.max_side!r} must be a whole number of pixels >= 0 (0 = send as is)"
+        )
     if not s.model.strip():
         raise bad("model", "is empty; give a model id such as gpt-4o-mini")

@@ -163,7 +163,9 @@ class Conversation:
         parts: list[dict[str, Any]] = []
         n = len(self.pending_images)
         label = "the image" if n == 1 else f"the {n} images"
-        parts.append({"type": "text", "text": f"(For reference, {label} from your previous reply:)\n"})
+        parts.append(
+            {"type": "text", "text": f"(For reference, {label} from your previous reply:)\n"}
+        )
         for url in self.pending_images:
             parts.append({"type": "image_url", "image_url": {"url": url}})
         if isinstance(content, str):

@@ -93,7 +93,9 @@ def _check_field(name: str, value: Any) -> Any:
         if isinstance(value, str):
             return value
         if not isinstance(value, (list, tuple)) or not value or len(value) > 4:
-            raise ConfigError(f"stop: give 1 to 4 stop strings, not {len(value) if isinstance(value, (list, tuple)) else value!r}")
+            raise ConfigError(
+                f"stop: give 1 to 4 stop strings, not {len(value) if isinstance(value, (list, tuple)) else value!r}"
+            )
         if not all(isinstance(s, str) for s in value):
             raise bad()
         return list(value)
@@ -102,12 +104,17 @@ def _check_field(name: str, value: Any) -> Any:
             raise bad()
     elif name == "logit_bias":
         if not isinstance(value, Mapping) or not all(
-            isinstance(v, int) and not isinstance(v, bool) and -100 <= v <= 100 for v in value.values()
+            isinstance(v, int) and not isinstance(v, bool) and -100 <= v <= 100
+            for v in value.values()
         ):
             raise bad()
         return {str(k): v for k, v in value.items()}
     elif name == "response_format":
-        if not isinstance(value, Mapping) or value.get("type") not in ("text", "json_object", "json_schema"):
+        if not isinstance(value, Mapping) or value.get("type") not in (
+            "text",
+            "json_object",
+            "json_schema",
+        ):
             raise bad()
     elif name == "tools":
         if not isinstance(value, (list, tuple)) or not all(
@@ -115,9 +122,11 @@ def _check_field(name: str, value: Any) -> Any:
         ):
             raise bad()
         return list(value)
-    elif name == "tool_choice":
-        if not (value in ("none", "auto", "required") or (isinstance(value, Mapping) and value.get("type") == "function")):
-            raise bad()
+    elif name == "tool_choice" and not (
+        value in ("none", "auto", "required")
+        or (isinstance(value, Mapping) and value.get("type") == "function")
+    ):
+        raise bad()
     return value
 
 
@@ -278,9 +287,11 @@ class StreamParser:
         index = raw.get("index", 0)
         index = index if isinstance(index, int) else 0
         state = self._choices.setdefault(index, _ChoiceState(index))
-        body = raw.get("delta")
-        if not isinstance(body, Mapping):
-            body = raw.get("message") if isinstance(raw.get("message"), Mapping) else {}
+        body: Mapping[str, Any] = {}
+        for key in ("delta", "message"):
+            if isinstance(raw.get(key), Mapping):
+                body = raw[key]
+                break
         out = Delta(index)
         content = body.get("content")
         if isinstance(content, str) and content:
@@ -384,7 +395,9 @@ def _merge_tool_calls(acc: dict[int, dict[str, Any]], calls: list[Any]) -> None:
         if not isinstance(call, Mapping):
             continue
         idx = call.get("index", n)
-        slot = acc.setdefault(idx, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
+        slot = acc.setdefault(
+            idx, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
+        )
         if call.get("id"):
             slot["id"] = call["id"]
         fn = call.get("function")
@@ -398,7 +411,9 @@ def _merge_tool_calls(acc: dict[int, dict[str, Any]], calls: list[Any]) -> None:
 def parse_completion(obj: Any) -> ChatResult:
     """A whole ``chat.completion`` (or Images API ``data[]``) -> ChatResult."""
     if not isinstance(obj, Mapping):
-        raise APIError(f"the reply is not a JSON object: {one_line(str(obj), 120)}", status=200, body=obj)
+        raise APIError(
+            f"the reply is not a JSON object: {one_line(str(obj), 120)}", status=200, body=obj
+        )
     if obj.get("error"):
         raise APIError(error_message_of(obj, json.dumps(obj)[:300]), status=200, body=obj)
     parser = StreamParser()
@@ -435,10 +450,7 @@ _TAGS = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]*>", re.S | re.I)
 def _excerpt(body: bytes | str, limit: int = 160) -> str:
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     title = re.search(r"<title[^>]*>(.*?)</title>", text, re.S | re.I)
-    if title:
-        text = title.group(1)
-    else:
-        text = _TAGS.sub(" ", text)
+    text = title.group(1) if title else _TAGS.sub(" ", text)
     return one_line(text, limit) or "(empty body)"
 
 

@@ -1,0 +1,237 @@
+"""Parsing of ``%%chatimg`` / ``%chatimg`` options (pure: no namespace, no I/O)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shlex
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+from ._errors import ConfigError
+
+__all__ = ["MagicArgs", "parse_cell_line", "parse_line_magic"]
+
+
+@dataclass
+class MagicArgs:
+    """The options of one magic call, with JSON options decoded."""
+
+    model: str | None = None
+    images: list[str] = field(default_factory=list)
+    system: str | None = None
+    stream: bool | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    tools_expr: str | None = None
+    extra: dict[str, Any] | None = None
+    detail: str | None = None
+    max_side: int | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    timeout: float | None = None
+    out: str | None = None
+    chat: bool = False
+    reset: bool = False
+    cache: bool | None = None
+    show_stats: bool | None = None
+    debug: bool = False
+    prompt: str = ""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(f"%%chatimg: {message}; see %%chatimg? for the options")
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        raise ConfigError(f"%%chatimg: {message or 'see %%chatimg? for the options'}".strip())
+
+
+def _build_parser() -> _Parser:
+    p = _Parser(prog="%%chatimg", add_help=False, allow_abbrev=False)
+    p.add_argument("--model", "-m")
+    p.add_argument("--image", "-i", action="append", default=[], metavar="EXPR")
+    p.add_argument("--system", "-s")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--no-stream", dest="stream", action="store_false", default=None)
+    group.add_argument("--stream", dest="stream", action="store_true", default=None)
+    p.add_argument("--temperature", "-t", type=float)
+    p.add_argument("--top-p", type=float)
+    p.add_argument("--n", "-n", type=int)
+    p.add_argument("--max-tokens", type=int)
+    p.add_argument("--stop", action="append", default=[])
+    p.add_argument("--presence-penalty", type=float)
+    p.add_argument("--frequency-penalty", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--user")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--logit-bias", metavar="JSON")
+    p.add_argument("--tools", metavar="EXPR")
+    p.add_argument("--tool-choice")
+    p.add_argument("--extra", metavar="JSON")
+    p.add_argument("--detail", choices=["auto", "low", "high"])
+    p.add_argument("--max-side", type=int)
+    p.add_argument("--base-url")
+    p.add_argument("--api-key-env")
+    p.add_argument("--out", "-o")
+    p.add_argument("--chat", action="store_true")
+    p.add_argument("--reset", action="store_true")
+    p.add_argument("--cache", action="store_true", default=None)
+    p.add_argument("--no-cache", dest="cache", action="store_false")
+    p.add_argument("--stats", dest="show_stats", action="store_true", default=None)
+    p.add_argument("--timeout", type=float)
+    p.add_argument("--debug", action="store_true")
+    return p
+
+
+_PARSER = _build_parser()
+# Options that take a value (so the line magic knows where the prompt starts).
+_VALUED = {
+    s
+    for action in _PARSER._actions
+    if action.nargs is None and not isinstance(action.const, bool) and action.option_strings
+    for s in action.option_strings
+} - {
+    "--no-stream",
+    "--stream",
+    "--json",
+    "--chat",
+    "--reset",
+    "--cache",
+    "--no-cache",
+    "--stats",
+    "--debug",
+}
+
+
+def _json_option(name: str, text: str | None, *, want: type) -> Any:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{name}: not valid JSON ({exc.msg} at column {exc.colno}); quote it, e.g. {name} '{{\"key\": 1}}'"
+        ) from None
+    if not isinstance(value, want):
+        raise ConfigError(
+            f"{name}: expected a JSON {want.__name__ if want is not dict else 'object'}, got {type(value).__name__}"
+        )
+    return value
+
+
+def _from_namespace(ns: argparse.Namespace, prompt: str) -> MagicArgs:
+    if ns.stop and len(ns.stop) > 4:
+        raise ConfigError(f"--stop: at most 4 stop strings, got {len(ns.stop)}")
+    if ns.max_side is not None and ns.max_side < 0:
+        raise ConfigError(f"--max-side: {ns.max_side} must be >= 0 pixels (0 = send as is)")
+    if ns.timeout is not None and ns.timeout <= 0:
+        raise ConfigError(f"--timeout: {ns.timeout:g} must be a positive number of seconds")
+    if ns.api_key_env and (
+        ns.api_key_env.startswith("sk-")
+        or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", ns.api_key_env)
+    ):
+        raise ConfigError(
+            "--api-key-env takes the NAME of an environment variable, not the key itself "
+            "(a cell's source is saved in the notebook); e.g. --api-key-env MY_KEY"
+        )
+    extra = _json_option("--extra", ns.extra, want=dict)
+    logit_bias = _json_option("--logit-bias", ns.logit_bias, want=dict)
+    if ns.json and extra and "response_format" in extra:
+        raise ConfigError("--json and --extra both set response_format; keep one of them")
+    if ns.reset and ns.chat is False and prompt.strip() == "":
+        pass
+    params: dict[str, Any] = {
+        "temperature": ns.temperature,
+        "top_p": ns.top_p,
+        "n": ns.n,
+        "max_tokens": ns.max_tokens,
+        "stop": (ns.stop[0] if len(ns.stop) == 1 else ns.stop) if ns.stop else None,
+        "presence_penalty": ns.presence_penalty,
+        "frequency_penalty": ns.frequency_penalty,
+        "seed": ns.seed,
+        "user": ns.user,
+        "logit_bias": logit_bias,
+        "response_format": {"type": "json_object"} if ns.json else None,
+        "tool_choice": _tool_choice(ns.tool_choice),
+    }
+    return MagicArgs(
+        model=ns.model,
+        images=list(ns.image),
+        system=ns.system,
+        stream=ns.stream,
+        params={k: v for k, v in params.items() if v is not None},
+        tools_expr=ns.tools,
+        extra=extra,
+        detail=ns.detail,
+        max_side=ns.max_side,
+        base_url=ns.base_url,
+        api_key_env=ns.api_key_env,
+        timeout=ns.timeout,
+        out=ns.out,
+        chat=ns.chat,
+        reset=ns.reset,
+        cache=ns.cache,
+        show_stats=ns.show_stats,
+        debug=ns.debug,
+        prompt=prompt,
+    )
+
+
+def _tool_choice(value: str | None) -> Any:
+    if value is None:
+        return None
+    if value in ("none", "auto", "required"):
+        return value
+    if value.lstrip().startswith("{"):
+        return _json_option("--tool-choice", value, want=dict)
+    return {"type": "function", "function": {"name": value}}
+
+
+def _split(line: str) -> list[str]:
+    try:
+        return shlex.split(line)
+    except ValueError as exc:
+        raise ConfigError(f"%%chatimg: cannot read the options ({exc}); check the quotes") from None
+
+
+def parse_cell_line(line: str, cell: str) -> MagicArgs:
+    """Options from the ``%%chatimg`` line; the cell is the prompt."""
+    ns = _PARSER.parse_args(_split(line))
+    if getattr(ns, "_unused", None):
+        pass
+    return _from_namespace(ns, cell)
+
+
+def parse_line_magic(line: str) -> MagicArgs:
+    """``%chatimg [options] prompt``: options first, the rest of the line is the prompt."""
+    tokens = list(_tokens(line))
+    i = 0
+    while i < len(tokens):
+        text = tokens[i][2]
+        if text == "--":
+            i += 1
+            break
+        if not text.startswith("-") or text == "-":
+            break
+        i += 1
+        if text.split("=", 1)[0] in _VALUED and "=" not in text:
+            i += 1
+    options = [tok[2] for tok in tokens[:i] if tok[2] != "--"]
+    prompt = line[tokens[i][0] :] if i < len(tokens) else ""
+    ns = _PARSER.parse_args(_unquote(options))
+    return _from_namespace(ns, prompt.strip())
+
+
+_TOKEN = re.compile(r"""("(?:\\.|[^"\\])*"|'[^']*'|\S)+""")
+
+
+def _tokens(line: str) -> list[tuple[int, int, str]]:
+    return [(m.start(), m.end(), m.group(0)) for m in _TOKEN.finditer(line)]
+
+
+def _unquote(tokens: list[str]) -> list[str]:
+    out: list[str] = []
+    for tok in tokens:
+        out.extend(_split(tok) or [""])
+    return out

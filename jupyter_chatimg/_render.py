@@ -1,0 +1,366 @@
+"""LiveReply: one output per reply that grows in place, coalesced.
+
+It knows deltas and results, not HTTP. Where the text goes is a ``Sink``:
+the notebook (``DisplaySink``: one ``display_id`` updated in place, images as
+separate image outputs), a terminal (``PrintSink``: text printed as it comes),
+or the panel's transcript (its own sink).
+
+Coalescing: the first text goes out at once; after that at most one update per
+``update_interval`` (and, for long replies, per ``len(text) / BYTES_PER_SECOND``
+so the bytes sent stay linear in the reply's length); a timer flushes what is
+pending when the stream pauses; the final update always carries everything.
+"""
+
+from __future__ import annotations
+
+import base64
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+from urllib.parse import quote
+
+from ._errors import one_line
+from ._images import mime_of_pil, pil_to_bytes
+from ._markdown import image_urls_in_markdown, safe_markdown
+from ._result import ChatResult, Choice
+from ._wire import Delta, StreamParser
+
+__all__ = [
+    "BYTES_PER_SECOND",
+    "DisplaySink",
+    "LiveReply",
+    "PrintSink",
+    "Sink",
+    "default_sink",
+    "escape_inline",
+]
+
+BYTES_PER_SECOND = 80_000
+"""Above ~4 KB of text the interval widens so updates resend at most this many bytes per second."""
+PLACEHOLDER = "*…*"
+
+
+class Sink(Protocol):
+    """Where a LiveReply's text and images go."""
+
+    def update(
+        self, markdown: str, plain: str, *, final: bool, metadata: dict[str, Any] | None
+    ) -> None: ...
+
+    def image(self, image: Any, *, metadata: dict[str, Any] | None) -> None: ...
+
+    def delta(self, text: str) -> None: ...
+
+    wants_deltas: bool
+    """True for sinks that print raw deltas (a terminal) instead of whole updates."""
+
+
+def _ipython_display() -> tuple[Callable[..., Any], Callable[..., Any]]:
+    from IPython.display import display, update_display
+
+    return display, update_display
+
+
+class DisplaySink:
+    """A notebook output that grows in place (``display_id`` + ``update_display``)."""
+
+    wants_deltas = False
+
+    def __init__(self) -> None:
+        self._display, self._update = _ipython_display()
+        self.display_id: str | None = None
+        self.messages = 0
+
+    def update(
+        self, markdown: str, plain: str, *, final: bool, metadata: dict[str, Any] | None
+    ) -> None:
+        bundle = {"text/markdown": markdown or PLACEHOLDER, "text/plain": plain}
+        md = {"jupyter_chatimg": metadata} if metadata else {}
+        if self.display_id is None:
+            import uuid
+
+            self.display_id = uuid.uuid4().hex
+            self._display(bundle, raw=True, metadata=md, display_id=self.display_id)
+        else:
+            self._update(bundle, raw=True, metadata=md, display_id=self.display_id)
+        self.messages += 1
+
+    def image(self, image: Any, *, metadata: dict[str, Any] | None) -> None:
+        mime = mime_of_pil(image)
+        data = base64.b64encode(pil_to_bytes(image, mime)).decode("ascii")
+        md: dict[str, Any] = {mime: {"width": image.width, "height": image.height}}
+        if metadata:
+            md["jupyter_chatimg"] = metadata
+        self._display(
+            {mime: data, "text/plain": f"<image {image.width}x{image.height}>"},
+            raw=True,
+            metadata=md,
+        )
+
+    def delta(self, text: str) -> None:  # pragma: no cover - not used by this sink
+        pass
+
+
+class PrintSink:
+    """Plain text printed as it arrives (IPython in a terminal, plain Python)."""
+
+    wants_deltas = True
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stdout
+        self._printed_any = False
+
+    def delta(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()
+        self._printed_any = True
+
+    def update(
+        self, markdown: str, plain: str, *, final: bool, metadata: dict[str, Any] | None
+    ) -> None:
+        if final:
+            self.stream.write("\n" if self._printed_any else "")
+            if metadata and metadata.get("error"):
+                self.stream.write("⚠ " + str(metadata["error"]) + "\n")
+            self.stream.flush()
+
+    def image(self, image: Any, *, metadata: dict[str, Any] | None) -> None:
+        self.stream.write(f"[image {image.width}x{image.height}, {image.mode}]\n")
+        self.stream.flush()
+
+
+def in_notebook() -> bool:
+    """True in a kernel with a front end (outputs can be updated in place)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def default_sink() -> Sink:
+    return DisplaySink() if in_notebook() else PrintSink()
+
+
+def escape_inline(text: str) -> str:
+    """Make untrusted one-line text inert inside markdown (no HTML, links or emphasis)."""
+    out = []
+    for ch in one_line(text, 400):
+        if ch in "\\`*_{}[]()<>#!|~&":
+            out.append(
+                "\\" + ch if ch not in "<>&" else {"<": "&lt;", ">": "&gt;", "&": "&amp;"}[ch]
+            )
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _safe_link(url: str) -> str:
+    return quote(url, safe=":/?#@!$&'*+,;=%-._~")
+
+
+class LiveReply:
+    """Shows one reply as it streams: coalesced in-place updates, then images."""
+
+    def __init__(
+        self,
+        *,
+        sink: Sink | None = None,
+        update_interval: float = 0.05,
+        trust_html: bool = False,
+        show_stats: bool = False,
+        notes: list[str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sink = sink or default_sink()
+        self.update_interval = update_interval
+        self.trust_html = trust_html
+        self.show_stats = show_stats
+        self.notes = list(notes or [])
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._texts: dict[int, list[str]] = {}
+        self._image_urls: dict[int, list[str]] = {}
+        self._refusals: dict[int, str] = {}
+        self._last_sent = -1e9
+        self._dirty = False
+        self._timer: threading.Timer | None = None
+        self._closed = False
+        self._status = ""
+        self.updates = 0
+
+    # -- streaming -----------------------------------------------------------
+
+    def start(self) -> None:
+        """Show the placeholder at once (some front ends drop an empty markdown)."""
+        if not self.sink.wants_deltas:
+            self._send(final=False)
+        else:
+            for line in self.notes:
+                self.sink.delta(line + "\n")  # type: ignore[union-attr]
+
+    def status(self, line: str) -> None:
+        """A transient status line (e.g. a retry) shown until text arrives."""
+        with self._lock:
+            self._status = line
+        if self.sink.wants_deltas:
+            self.sink.delta(line + "\n")
+        else:
+            self._send(final=False)
+
+    def on_delta(self, delta: Delta, parser: StreamParser | None = None) -> None:
+        """Take one delta; send an update if the coalescing window allows."""
+        with self._lock:
+            if self._closed:
+                return
+            if delta.text:
+                self._texts.setdefault(delta.index, []).append(delta.text)
+            if delta.images:
+                self._image_urls.setdefault(delta.index, []).extend(delta.images)
+            if delta.refusal:
+                self._refusals[delta.index] = self._refusals.get(delta.index, "") + delta.refusal
+            self._status = ""
+        if self.sink.wants_deltas:
+            if delta.text and delta.index == 0:
+                self.sink.delta(delta.text)
+            return
+        self._maybe_send()
+
+    def _interval(self, length: int) -> float:
+        return max(self.update_interval, length / BYTES_PER_SECOND)
+
+    def _maybe_send(self) -> None:
+        now = self._clock()
+        with self._lock:
+            length = sum(sum(len(t) for t in parts) for parts in self._texts.values())
+            wait = self._last_sent + self._interval(length) - now
+            if wait > 0:
+                self._dirty = True
+                if self._timer is None:
+                    self._timer = threading.Timer(wait, self._flush)
+                    self._timer.daemon = True
+                    self._timer.start()
+                return
+        self._send(final=False)
+
+    def _flush(self) -> None:
+        with self._lock:
+            self._timer = None
+            if not self._dirty or self._closed:
+                return
+        self._send(final=False)
+
+    def _send(self, *, final: bool, result: ChatResult | None = None) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._dirty = False
+            self._last_sent = self._clock()
+            if final:
+                self._closed = True
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
+            markdown, plain = self._compose(result, final=final)
+            self.updates += 1
+        self.sink.update(
+            markdown, plain, final=final, metadata=result.provenance() if result else None
+        )
+
+    # -- composing -----------------------------------------------------------
+
+    def _compose(self, result: ChatResult | None, *, final: bool) -> tuple[str, str]:
+        if result is not None:
+            choices = result.choices
+        else:
+            choices = [
+                Choice(
+                    index=i,
+                    text="".join(self._texts.get(i, [])),
+                    image_urls=list(self._image_urls.get(i, [])),
+                    refusal=self._refusals.get(i),
+                )
+                for i in sorted(
+                    set(self._texts) | set(self._image_urls) | set(self._refusals) or {0}
+                )
+            ]
+        blocks: list[str] = []
+        plains: list[str] = []
+        many = len(choices) > 1
+        for choice in choices:
+            body = self._choice_markdown(choice, final=final)
+            if many:
+                body = f"**Choice {choice.index + 1}**\n\n{body}"
+            blocks.append(body)
+            plains.append(choice.text)
+        markdown = "\n\n---\n\n".join(b for b in blocks if b)
+        if not markdown.strip() and not final:
+            markdown = PLACEHOLDER
+        tail = list(self.notes)
+        if self._status and not final:
+            tail.append(self._status)
+        if result is not None and final:
+            if result.error is not None:
+                tail.append("⚠ " + str(result.error))
+            if self.show_stats:
+                tail.append(_stats_line(result))
+        if tail:
+            markdown += "\n\n" + "\n\n".join("*" + escape_inline(line) + "*" for line in tail)
+        plain = "\n\n".join(p for p in plains if p)
+        plain = plain if len(plain) <= 200 else plain[:197] + "..."
+        if result is not None and result.error is not None and final:
+            plain = (plain + "\n" if plain else "") + "⚠ " + str(result.error)
+        return markdown, plain or "(reply)"
+
+    def _choice_markdown(self, choice: Choice, *, final: bool) -> str:
+        urls = list(choice.image_urls)
+        if not final:
+            urls.extend(u for u in image_urls_in_markdown(choice.text) if u not in urls)
+        errors = choice.image_errors
+
+        def label(url: str) -> str | None:
+            if url not in urls:
+                return None
+            n = urls.index(url) + 1
+            if url in errors:
+                reason = escape_inline(errors[url])
+                if url.startswith(("http://", "https://")):
+                    return f"[image {n}]({_safe_link(url)}) *({reason})*"
+                return f"*[image {n}: {reason}]*"
+            return f"*[image {n}]*"
+
+        text = safe_markdown(choice.text, image_label=label, trust_html=self.trust_html)
+        if choice.refusal:
+            text += ("\n\n" if text else "") + "**Refusal:** " + escape_inline(choice.refusal)
+        # Images that arrived outside the text (message.images) still get a marker.
+        in_text = set(image_urls_in_markdown(choice.text))
+        extra = [label(u) for u in urls if u not in in_text]
+        if extra:
+            text += ("\n\n" if text else "") + " ".join(x for x in extra if x)
+        return text
+
+    # -- the end ---------------------------------------------------------------
+
+    def finish(self, result: ChatResult) -> None:
+        """The final update (whole text, error line, stats) and the images."""
+        self._send(final=True, result=result)
+        meta = result.provenance()
+        for choice in result.choices:
+            for image in choice.images:
+                self.sink.image(image, metadata=meta)
+
+
+def _stats_line(result: ChatResult) -> str:
+    parts = [result.model or "?"]
+    if result.usage and isinstance(result.usage.get("completion_tokens"), int):
+        parts.append(f"{result.usage['completion_tokens']} tokens")
+    if result.timings.first_token is not None:
+        parts.append(f"first token {result.timings.first_token:.2f} s")
+    if result.timings.total is not None:
+        parts.append(f"{result.timings.total:.2f} s total")
+    if result.cached:
+        parts.append("from cache")
+    return " · ".join(parts)
