@@ -233,7 +233,7 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
         )
         self.add_class("chatimg-panel")
         self._watch_cells()
-        self._fetch_models()
+        self.refresh_models(wait=False)
 
     # -- public API --------------------------------------------------------------
 
@@ -541,21 +541,30 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
 
         shell.events.register("post_run_cell", after_cell)
 
-    def _fetch_models(self) -> None:
-        """Fill the model list from ``GET /models`` in the background (free text otherwise)."""
+    def refresh_models(self, wait: bool = True) -> bool:
+        """Fill the model list from the endpoint's ``GET /models``; True when it answered.
+
+        Many servers list no models: the box stays free text then.
+        ``wait=False`` asks in a background thread and returns False at once.
+        """
         overrides = {k: self._overrides.get(k) for k in ("base_url", "api_key_env")}
         ref = weakref.ref(self)
 
-        def fetch() -> None:
+        def fetch() -> bool:
             try:
                 models = list_models(**overrides)
-            except Exception:  # many servers list no models: free text then
-                return
+            except Exception:  # a server without /models, or one not reachable yet
+                return False
             panel = ref()
-            if panel is not None and models:
-                panel.model.options = sorted(set(models))
+            if panel is None or not models:
+                return False
+            panel.model.options = sorted(set(models))
+            return True
 
+        if wait:
+            return fetch()
         threading.Thread(target=fetch, name="chatimg-models", daemon=True).start()
+        return False
 
 
 def _escape(text: str) -> str:
