@@ -14,6 +14,7 @@ pending when the stream pauses; the final update always carries everything.
 from __future__ import annotations
 
 import base64
+import re
 import sys
 import threading
 import time
@@ -23,7 +24,7 @@ from urllib.parse import quote
 
 from ._errors import one_line
 from ._images import mime_of_pil, pil_to_bytes
-from ._markdown import image_urls_in_markdown, safe_markdown
+from ._markdown import find_markdown_images, image_urls_in_markdown, safe_markdown
 from ._result import ChatResult, Choice
 from ._wire import Delta, StreamParser
 
@@ -40,6 +41,8 @@ __all__ = [
 BYTES_PER_SECOND = 80_000
 """Above ~4 KB of text the interval widens so updates resend at most this many bytes per second."""
 PLACEHOLDER = "*…*"
+# A markdown image still arriving at the end of the text: "![alt" or "![alt](url".
+_OPEN_IMAGE = re.compile(r"!\[[^\]\n]*(?:\]\([^)\s]*)?$")
 
 
 class Sink(Protocol):
@@ -190,6 +193,8 @@ class LiveReply:
         self._timer: threading.Timer | None = None
         self._closed = False
         self._status = ""
+        self._printed = 0
+        self._printed_images = 0
         self.updates = 0
 
     # -- streaming -----------------------------------------------------------
@@ -225,9 +230,32 @@ class LiveReply:
             self._status = ""
         if self.sink.wants_deltas:
             if delta.text and delta.index == 0:
-                self.sink.delta(delta.text)
+                self._print_stable(final=False)
             return
         self._maybe_send()
+
+    def _print_stable(self, *, final: bool) -> None:
+        """Print the new text of choice 0, images as markers, never half an image."""
+        with self._lock:
+            text = "".join(self._texts.get(0, []))
+            end = len(text)
+            if not final:
+                tail = _OPEN_IMAGE.search(text, max(self._printed, len(text) - 4096))
+                if tail is not None:
+                    end = tail.start()
+            if end <= self._printed:
+                return
+            out: list[str] = []
+            pos = self._printed
+            for image in find_markdown_images(text):
+                if image.start >= pos and image.end <= end:
+                    self._printed_images += 1
+                    out.append(text[pos : image.start])
+                    out.append(f"[image {self._printed_images}]")
+                    pos = image.end
+            out.append(text[pos:end])
+            self._printed = end
+        self.sink.delta("".join(out))
 
     def _interval(self, length: int) -> float:
         return max(self.update_interval, length / BYTES_PER_SECOND)
@@ -346,6 +374,10 @@ class LiveReply:
 
     def finish(self, result: ChatResult) -> None:
         """The final update (whole text, error line, stats) and the images."""
+        if self.sink.wants_deltas:
+            if not self._texts and result.choices:
+                self._texts[0] = [result.choices[0].text]
+            self._print_stable(final=True)
         self._send(final=True, result=result)
         meta = result.provenance()
         for choice in result.choices:
