@@ -92,7 +92,15 @@ def test_parse_faults_syntax() -> None:
     assert f.spec == "status=429;retry-after=2;retry-after-ms=1500;times=3;cut=5"
     assert parse_faults("hang").hang and parse_faults("mdinject").mdinject
     assert not parse_faults(None, "").any
-    for bad in ("explode", "status=abc", "status=999", "long=0", "slow=-1", "huge=999999"):
+    for bad in (
+        "explode",
+        "status=abc",
+        "status=999",
+        "status=204",
+        "long=0",
+        "slow=-1",
+        "huge=999999",
+    ):
         with pytest.raises(FaultSyntaxError):
             parse_faults(bad)
 

@@ -341,6 +341,7 @@ def test_parse_scene_reads_counts_colours_sizes_positions() -> None:
     )
     assert scene.background_name == "black"
     assert parse_scene("a dragon").recognised is False
+    assert parse_scene("blue circles").groups[0].count == 3  # a plural with no number
     assert parse_scene("a solid green image").background_name == "green"
 
 

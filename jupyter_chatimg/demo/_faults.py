@@ -118,8 +118,8 @@ def parse_faults(*texts: str | None) -> Faults:
             ) from None
     for name in ("status", "html"):
         v = values.get(name)
-        if isinstance(v, int) and not 100 <= v <= 599:
-            raise FaultSyntaxError(f"demo fault {name}={v}: give an HTTP status from 100 to 599")
+        if isinstance(v, int) and not 400 <= v <= 599:
+            raise FaultSyntaxError(f"demo fault {name}={v}: give an HTTP error status, 400 to 599")
     for name, cap in (("long", MAX_LONG), ("huge", MAX_HUGE)):
         v = values.get(name)
         if isinstance(v, int) and not 1 <= v <= cap:

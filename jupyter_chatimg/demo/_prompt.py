@@ -60,6 +60,7 @@ COUNTS: dict[str, int] = {
     "many": 8,
 }
 MAX_COUNT = 64
+PLURAL_COUNT = 3  # "blue circles" with no number
 
 SIZES: dict[str, str] = {
     "tiny": "tiny",
@@ -296,7 +297,7 @@ def parse_scene(prompt: str) -> Scene:
         groups.append(
             ShapeGroup(
                 kind=kind,
-                count=count,
+                count=count if count_set or t in SHAPES else PLURAL_COUNT,
                 color=color[0] if color else None,
                 color_name=color[1] if color else None,
                 size=shape_size or ("small" if t.startswith("dot") else "medium"),
