@@ -156,6 +156,20 @@ def test_earlier_images_are_used_when_the_last_message_has_none(http: httpx.Clie
     assert "from earlier" in text and "red" in text
 
 
+def test_an_image_drawn_earlier_is_described(http: httpx.Client) -> None:
+    drawn = http.post(
+        "/chat/completions",
+        json={"model": "demo-image", "messages": [{"role": "user", "content": "a green square"}]},
+    ).json()["choices"][0]["message"]["content"]
+    text = ask(
+        http,
+        {"role": "user", "content": "a green square"},
+        {"role": "assistant", "content": drawn},
+        {"role": "user", "content": "describe it"},
+    )
+    assert "512×512" in text and "green" in text and "from earlier" in text
+
+
 def test_json_mode(http: httpx.Client) -> None:
     text = ask(
         http,

@@ -185,8 +185,28 @@ def _no_image_text(req: ChatRequest) -> str:
     return "\n".join(lines)
 
 
+_MD_DATA_IMAGE = re.compile(r"!\[[^\]]*\]\((data:image/[^)\s]+)\)")
+
+
+def _history_image(req: ChatRequest) -> ImageRef | None:
+    """The most recent image earlier in the conversation (sent, or drawn by us)."""
+    for m in reversed(req.messages[:-1] if req.messages else []):
+        found = [r for r in m.images if r.image is not None]
+        if m.role == "assistant":
+            found += [decode_image(u) for u in _MD_DATA_IMAGE.findall(m.text)]
+        found = [r for r in found if r.image is not None]
+        if found:
+            return found[-1]
+    return None
+
+
 def _conversation_images(req: ChatRequest) -> list[ImageRef]:
-    return [i for m in req.messages if m.role == "user" for i in m.images]
+    """Images sent earlier by the user, else the latest image in the conversation."""
+    sent = [i for m in req.messages if m.role == "user" for i in m.images]
+    if sent:
+        return sent
+    prior = _history_image(req)
+    return [prior] if prior else []
 
 
 def _ref_problem(ref: ImageRef) -> str:
@@ -254,20 +274,6 @@ def vision_text(req: ChatRequest) -> str:
 
 
 # --- demo-image -------------------------------------------------------------------------
-
-_MD_DATA_IMAGE = re.compile(r"!\[[^\]]*\]\((data:image/[^)\s]+)\)")
-
-
-def _history_image(req: ChatRequest) -> ImageRef | None:
-    """The most recent image earlier in the conversation (sent, or drawn by us)."""
-    for m in reversed(req.messages[:-1] if req.messages else []):
-        found = [r for r in m.images if r.image is not None]
-        if m.role == "assistant":
-            found += [decode_image(u) for u in _MD_DATA_IMAGE.findall(m.text)]
-        found = [r for r in found if r.image is not None]
-        if found:
-            return found[-1]
-    return None
 
 
 @dataclass
