@@ -310,11 +310,11 @@ def _str_to_url(text: str, bound: int | None, label: str) -> str:
     s = text.strip()
     low = s[:8].lower()
     if low.startswith(("http://", "https://")):
-        if not re.match(r"(?i)^https?://[^/\s?#]+", s) or re.search(r"\s", s):
-            raise ImageInputError(
-                f"{label}: {one_line(s, 80)!r} is not a valid http(s) URL; "
-                "check it (spaces must be written as %20)"
-            )
+        shown = one_line(s, 80)
+        if re.search(r"\s", s):
+            raise ImageInputError(f"{label}: the URL {shown!r} contains spaces; write them as %20")
+        if not re.match(r"(?i)^https?://[^/\s?#]+", s):
+            raise ImageInputError(f"{label}: the URL {shown!r} has no host; check it")
         return s
     if low.startswith("data:"):
         return _data_uri_to_url(s, bound, label)

@@ -831,9 +831,9 @@ ERROR_CASES: list[tuple[str, Callable[[], Any], str]] = [
     (
         "URL with spaces",
         lambda: "https://example.com/a cat.png",
-        r"'https://example\.com/a cat\.png' is not a valid http\(s\) URL; check it \(spaces must "
-        r"be written as %20\)",
+        r"the URL 'https://example\.com/a cat\.png' contains spaces; write them as %20",
     ),
+    ("URL without host", lambda: "http://", r"the URL 'http://' has no host; check it"),
     (
         "data: not an image",
         lambda: "data:text/plain;base64,aGVsbG8=",
