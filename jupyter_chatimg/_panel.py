@@ -381,13 +381,9 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
                 bundles.append(image_bundle(item.thumb))
             if turn.result is None and not turn.reply_markdown:
                 continue
-            reply = turn.reply_markdown or "*(no reply)*"
-            reply_plain = (
-                turn.result.text if turn.result is not None and turn.result.text else "(reply)"
-            )
-            bundles.append(
-                ({"text/markdown": "**Assistant:**\n\n" + reply, "text/plain": reply_plain}, {})
-            )
+            # The safe markdown doubles as the plain text: the raw reply may hold data: URIs.
+            reply = "**Assistant:**\n\n" + (turn.reply_markdown or "*(no reply)*")
+            bundles.append(({"text/markdown": reply, "text/plain": reply}, {}))
             for image in turn.images:
                 bundles.append(image_bundle(image))
         return bundles
