@@ -201,7 +201,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self._wait(0.1)
         raise _Abort
 
+    def end_headers(self) -> None:
+        self._headers_sent = True
+        super().end_headers()
+
     def _dispatch(self, method: str) -> None:
+        self._headers_sent = False
         try:
             try:
                 self._route(method)
@@ -218,8 +223,9 @@ class _Handler(BaseHTTPRequestHandler):
             msg = f"demo server bug: {type(e).__name__}: {e}"
             if not self.server.closing.is_set():
                 print(f"jupyter_chatimg {msg}", file=sys.stderr)
-            with contextlib.suppress(OSError):
-                self._send(500, error_body(msg, "server_error", None), "application/json")
+            if not self._headers_sent:  # else the reply is cut: closing is all we can do
+                with contextlib.suppress(OSError):
+                    self._send(500, error_body(msg, "server_error", None), "application/json")
 
     def do_GET(self) -> None:
         self._dispatch("GET")
