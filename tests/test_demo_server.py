@@ -325,3 +325,17 @@ def test_demo_package_imports_no_core_module_and_no_httpx() -> None:
         [sys.executable, "-c", stub + code], capture_output=True, text=True, timeout=30
     )
     assert proc.stdout.strip() == "[]", proc.stderr
+
+
+def test_same_request_gives_byte_identical_replies(client: httpx.Client) -> None:
+    body = chat_body(
+        model="demo-image",
+        stream=True,
+        messages=[{"role": "user", "content": "two red hearts on a dark blue background"}],
+        stream_options={"include_usage": True},
+    )
+    first = client.post("/chat/completions", json=body).content
+    second = client.post("/chat/completions", json=body).content
+    assert first == second  # ids and "created" too: they derive from the request
+    other = client.post("/chat/completions", json={**body, "n": 2}).content
+    assert other != first

@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     print(
         f"jupyter_chatimg demo server on {server.url} (models: {', '.join(DEMO_MODELS)}); "
-        f"point clients at it with: export OPENAI_BASE_URL={server.url}   (Ctrl+C stops)",
+        f"point clients at it with: export OPENAI_BASE_URL={server.url}  (no API key needed; "
+        "Ctrl+C stops)",
         flush=True,
     )
     try:
