@@ -205,5 +205,5 @@ def test_big_image_is_fast_enough() -> None:
 
 
 def test_describes_jpeg_and_reports_format(http: httpx.Client) -> None:
-    text = ask(http, user_message("d", data_uri(photo_like(), "JPEG")))
-    assert "JPEG image" in text
+    text = ask(http, user_message("d", data_uri(photo_like(2200, 1400), "JPEG")))
+    assert "2200×1400 landscape JPEG image" in text  # the true size, not a reduced decode

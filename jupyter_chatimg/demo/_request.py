@@ -161,7 +161,6 @@ def decode_image(url: str, detail: str = "auto") -> ImageRef:
             )
             return ref
         ref.fmt = img.format
-        img.draft("RGB", (1024, 1024))  # JPEG: decode at a reduced scale when large
         img.load()
     except Image.DecompressionBombError:
         ref.error = "it is too large to decode here (decompression-bomb limit)"
