@@ -164,13 +164,19 @@ class JupyterLab:
         ]
 
     def start(self) -> None:
-        """Start JupyterLab and wait until its API answers."""
+        """Start JupyterLab and wait until its API answers (a new port if one was taken)."""
         self.root_dir.mkdir(parents=True, exist_ok=True)
         ARTIFACTS.mkdir(exist_ok=True)
+        for _attempt in range(3):
+            if self._start_once():
+                return
+        raise HarnessError(f"JupyterLab found no free port in 3 tries; see {self.log_path}")
+
+    def _start_once(self) -> bool:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = self.log_path.open("wb")
-        self._proc = subprocess.Popen(
+        proc = self._proc = subprocess.Popen(
             self.command(),
             cwd=self.root_dir,
             env=self._environment(),
@@ -181,15 +187,17 @@ class JupyterLab:
         )
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
+            if proc.poll() is not None:
                 self.stop()
+                if "already in use" in self.log_tail():
+                    return False  # another process took the port in between
                 raise HarnessError(
-                    f"JupyterLab exited with code {self._proc.returncode} while starting; "
+                    f"JupyterLab exited with code {proc.returncode} while starting; "
                     f"see {self.log_path}:\n{self.log_tail()}"
                 )
             with contextlib.suppress(OSError):
-                if self.api("GET", "/api/status", timeout=2) is not None:
-                    return
+                self.api("GET", "/api/status", timeout=2)
+                return True
             time.sleep(0.2)  # polling another process: it has no way to tell us it is up
         self.stop()
         raise HarnessError(
@@ -286,7 +294,7 @@ class LabPage:
         try:
             self.page.wait_for_function(js, arg=arg, timeout=limit * 1000, polling="raf")
         except PlaywrightTimeout:
-            shot = self.screenshot("timeout")
+            shot = self.screenshot(f"timeout-{Path(self.notebook).stem}-{len(_SCREENSHOTS)}")
             where = self.notebook or "the page"
             raise HarnessError(
                 f"timed out after {limit:.0f} s waiting for {what} in {where}; "
