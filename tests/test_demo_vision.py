@@ -205,5 +205,6 @@ def test_big_image_is_fast_enough() -> None:
 
 
 def test_describes_jpeg_and_reports_format(http: httpx.Client) -> None:
-    text = ask(http, user_message("d", data_uri(photo_like(2200, 1400), "JPEG")))
+    big = Image.linear_gradient("L").resize((2200, 1400)).convert("RGB")
+    text = ask(http, user_message("d", data_uri(big, "JPEG")))
     assert "2200×1400 landscape JPEG image" in text  # the true size, not a reduced decode
