@@ -488,7 +488,7 @@ def _open(data: bytes, label: str, what: str, max_pixels: int) -> Image.Image:
             ) from None
     except UnidentifiedImageError:
         raise ImageInputError(
-            f"{label}: {what} not a readable image (cannot identify image file); check the file"
+            f"{label}: {what} not a readable image (cannot identify image file); {_todo(data)}"
         ) from None
     except Exception as exc:  # a broken header surfaces as any of a dozen exception types
         raise ImageInputError(
@@ -496,6 +496,20 @@ def _open(data: bytes, label: str, what: str, max_pixels: int) -> Image.Image:
         ) from None
     _check_pixels(img.size, label, max_pixels)
     return img
+
+
+def _todo(data: bytes) -> str:
+    """What to do with bytes Pillow cannot identify: say what they are when that is clear."""
+    head = data[:256].lstrip().lower()
+    if head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in head):
+        return "SVG is not a raster image: render it to PNG first (e.g. with cairosvg)"
+    if head.startswith(b"%pdf"):
+        return "a PDF is not an image: render a page to PNG first"
+    if data[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftyphevc"):
+        return "HEIC needs the pillow-heif plugin: pip install pillow-heif, or convert it to JPEG"
+    if head.startswith((b"<!doctype html", b"<html")):
+        return "this is an HTML page (an error page?), not an image: check where it came from"
+    return "check the file"
 
 
 def _open_unchecked(data: bytes) -> Image.Image | None:

@@ -756,6 +756,13 @@ def _lazy(data: bytes) -> Image.Image:
         return Image.open(io.BytesIO(data))
 
 
+def _closed_image() -> Image.Image:
+    img = Image.open(io.BytesIO(encoded(chart(), "PNG")))
+    img.load()
+    img.close()
+    return img
+
+
 def _truncated_png() -> bytes:
     return encoded(photo(), "PNG")[:2000]
 
@@ -773,6 +780,30 @@ ERROR_CASES: list[tuple[str, Callable[[], Any], str]] = [
         "garbage bytes",
         lambda: b"hello world, not an image",
         r"the bytes are not a readable image \(cannot identify image file\); check the file",
+    ),
+    (
+        "SVG",
+        lambda: b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>',
+        r"the bytes are not a readable image \(cannot identify image file\); "
+        r"SVG is not a raster image: render it to PNG first \(e\.g\. with cairosvg\)",
+    ),
+    (
+        "PDF",
+        lambda: b"%PDF-1.7\n...",
+        r"the bytes are not a readable image \(cannot identify image file\); "
+        r"a PDF is not an image: render a page to PNG first",
+    ),
+    (
+        "HTML error page",
+        lambda: b"<!DOCTYPE html><html><body>502 Bad Gateway</body></html>",
+        r"the bytes are not a readable image \(cannot identify image file\); "
+        r"this is an HTML page \(an error page\?\), not an image: check where it came from",
+    ),
+    (
+        "closed image",
+        _closed_image,
+        r"the image could not be read or encoded \(Operation on closed image\); "
+        r"check that img\.load\(\) works",
     ),
     (
         "empty bytes",
@@ -978,6 +1009,8 @@ def test_decoders_raise_one_line_errors_with_their_label() -> None:
         match=r"^returned image: the bytes are not a readable image \(cannot identify image "
         r"file\); check the file$",
     ):
+        decode_image_bytes(b"502 Bad Gateway", label="returned image")
+    with pytest.raises(ImageInputError, match=r"^returned image: .+; this is an HTML page"):
         decode_image_bytes(b"<html>502 Bad Gateway</html>", label="returned image")
     with pytest.raises(
         ImageInputError, match=r"^returned image: the data: URI holds text/html, not an image; .+"
