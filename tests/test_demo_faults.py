@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-import itertools
 import json
 import time
 from collections.abc import Iterator
@@ -231,6 +230,7 @@ def test_ping_comments(http: httpx.Client) -> None:
 
 def test_slow_tokens(http: httpx.Client) -> None:
     arrivals: list[float] = []
+    t0 = time.monotonic()
     with http.stream(
         "POST",
         "/chat/completions",
@@ -241,8 +241,9 @@ def test_slow_tokens(http: httpx.Client) -> None:
             if '"content":"' in line and '"role"' not in line:
                 arrivals.append(time.monotonic())
     assert len(arrivals) == 5
-    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
-    assert min(gaps) >= 0.08
+    # The server waits 0.1 s before each chunk after the first; arrival gaps alone could
+    # shrink when this client reads late, so check the total, which cannot.
+    assert arrivals[-1] - t0 >= 0.4
 
 
 def test_delay_before_headers(http: httpx.Client) -> None:
