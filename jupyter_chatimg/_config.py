@@ -89,6 +89,13 @@ class Settings:
     max_image_bytes: int = 50_000_000
     max_reply_bytes: int = 200_000_000
     cache: bool = False
+    cache_dir: str | None = None
+    """Where cached replies live (default: $CHATIMG_CACHE_DIR, else the user's cache dir)."""
+    cache_max_bytes: int = 200_000_000
+    history_turns: int = 20
+    """Earlier turns a ``--chat`` conversation keeps (oldest dropped first)."""
+    history_images: int = 16
+    """Images a ``--chat`` conversation keeps in its history (oldest turns dropped first)."""
     demo: bool = False
     debug: bool = False
 
