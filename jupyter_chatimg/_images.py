@@ -660,12 +660,14 @@ def _array_to_pil(arr: Any, label: str) -> Image.Image:
         pass
     elif kind in "ui":
         lo, hi = int(a.min()), int(a.max())
-        if lo >= 0 and hi <= 255:
-            a = a.astype(np.uint8)
+        if kind == "u" and size == 2 and a.ndim == 3:
+            a = (a >> 8).astype(np.uint8)  # 16-bit colour uses the full 0..65535 range
+        elif kind == "u" and size == 2:
+            a = _stretch(a.astype(np.float64), lo, hi)  # like I;16: its actual range
+        elif lo >= 0 and hi <= 255:
+            a = a.astype(np.uint8)  # 8-bit values in a wider integer (np.array of ints)
         elif a.ndim == 2:
             a = _stretch(a.astype(np.float64), lo, hi)
-        elif kind == "u" and size == 2:
-            a = (a >> 8).astype(np.uint8)  # 16-bit colour uses the full 0..65535 range
         else:
             raise ImageInputError(
                 f"{label}: {a.dtype} colour values range {lo}..{hi}, outside 0..255; "
@@ -844,11 +846,9 @@ def _normalize(img: Image.Image, label: str) -> Image.Image:
 
 
 def _int_to_l(img: Image.Image) -> Image.Image:
-    """16/32-bit grey -> 8-bit: kept when already within 0..255, else the actual range stretched."""
+    """16/32-bit grey -> 8-bit, its actual range (min..max) stretched to 0..255."""
     as_i = img if img.mode == "I" else img.convert("I")
     lo, hi = _extrema(as_i)[0]
-    if lo >= 0 and hi <= 255:
-        return as_i.convert("L")
     return _scale_to_l(as_i.convert("F"), float(lo), float(hi))
 
 

@@ -90,8 +90,8 @@ def _p_transparent() -> Image.Image:
     return p
 
 
-def _int_image(mode: str, high: int) -> Image.Image:
-    img = Image.new(mode, (90, 60), 0)
+def _int_image(mode: str, high: int, low: int = 0) -> Image.Image:
+    img = Image.new(mode, (90, 60), low)
     img.paste(high, (0, 0, 30, 60))
     return img
 
@@ -211,6 +211,7 @@ MODE_CASES: list[
     ),
     ("I;16", lambda: _int_image("I;16", 65535), "png", {"L"}, _grey(255, 0, tol=0)),
     ("I;16 12-bit data", lambda: _int_image("I;16", 4095), "png", {"L"}, _grey(255, 0, tol=0)),
+    ("I;16 narrow range", lambda: _int_image("I;16", 300, 100), "png", {"L"}, _grey(255, 0, tol=0)),
     ("F in [0, 1]", lambda: _float_image(1.0, 0.5, 0.25), "png", {"L"}, _grey(255, 64, tol=1)),
     ("F outside [0, 1]", lambda: _float_image(5.0, 0.0, -5.0), "png", {"L"}, _grey(255, 0, tol=1)),
 ]
