@@ -8,7 +8,14 @@ What goes to the model (``to_image_urls`` / ``encode_pil``):
   large flat areas, measured on a small nearest-neighbour sample); a graphic
   with <= 256 colours becomes an exact palette PNG, one with more colours a
   palette PNG only when that changes no channel by more than a few levels;
-* JPEG (quality 85) for photos; transparency is composited onto white;
+* JPEG (quality 85) for photos; an opaque alpha band is composited onto white;
+* modes PNG/JPEG cannot store are converted: CMYK, YCbCr, HSV, LAB -> RGB;
+  I and I;16 -> L with their actual range (min..max) stretched to 0..255;
+  F -> L with [0, 1] as black..white, or its actual range when outside it;
+* numpy arrays: uint8 as is, bool as 0/255, uint16 grey by its actual range
+  and uint16 colour by its full 0..65535 range, other integers when within
+  0..255 (else grey by its range), floats as [0, 1] with values outside
+  clipped and NaN as 0;
 * the caller's object is never changed (Pillow's ``thumbnail``, ``draft`` and
   ``save`` all act on the image they are called on: we only call them on our
   own copies);
