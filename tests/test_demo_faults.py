@@ -306,3 +306,42 @@ def test_mdinject_payloads(http: httpx.Client, server: DemoServer) -> None:
     for p in MDINJECT_PAYLOADS:
         assert p.replace("PORT", str(server.port)) in text
     assert f"http://127.0.0.1:{server.port}/leak?q=secret" in text
+
+
+def test_image_url_mode_serves_images_over_http(http: httpx.Client, server: DemoServer) -> None:
+    r = http.post(
+        "/chat/completions",
+        json=body(
+            model="demo-image@image-url",
+            stream=False,
+            messages=[{"role": "user", "content": "a red circle"}],
+        ),
+    )
+    text = r.json()["choices"][0]["message"]["content"]
+    assert "data:" not in text
+    url = text.split("![demo-image](")[1].split(")")[0]
+    assert url.startswith(f"http://127.0.0.1:{server.port}/v1/files/")
+    assert f"[Download the image]({url})" in text
+    img = Image.open(io.BytesIO(httpx.get(url, timeout=5).content))
+    assert img.size == (512, 512) and img.convert("RGB").getpixel((256, 256)) == (230, 25, 25)
+    missing = http.post(
+        "/chat/completions",
+        json=body(
+            model="demo-image@image-url=404",
+            stream=False,
+            messages=[{"role": "user", "content": "a red circle"}],
+        ),
+    ).json()["choices"][0]["message"]["content"]
+    gone = missing.split("![demo-image](")[1].split(")")[0]
+    assert httpx.get(gone, timeout=5).status_code == 404
+    fake = http.post(
+        "/chat/completions",
+        json=body(
+            model="demo-image@image-url=notimage",
+            stream=False,
+            modalities=["image"],
+            messages=[{"role": "user", "content": "a red circle"}],
+        ),
+    ).json()["choices"][0]["message"]["images"][0]["image_url"]["url"]
+    resp = httpx.get(fake, timeout=5)
+    assert resp.headers["content-type"] == "image/png" and resp.content.startswith(b"<html>")

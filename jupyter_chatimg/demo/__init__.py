@@ -92,6 +92,11 @@ model suffix ``"model": "demo-vision@<spec>"`` (chat only; both merge). A spec i
                        it is a flat colour; edits are resized to at most 4000x4000)
     mdinject           the reply ends with markdown/HTML injection payloads (below)
     ping               send an SSE comment line ``: ping`` before every content chunk
+    image-url[=MODE]   demo-image returns its images as http URLs on this server
+                       (GET /v1/files/NAME.png, the last 64 kept in memory) instead of data
+                       URIs, plus a markdown download link after each, as gateways do;
+                       MODE ok (default), 404 (the URL is not served) or notimage (it serves
+                       HTML labelled image/png)
     tag=ANY            no effect; makes a spec string unique, so its times=N count is fresh
 
 For example ``X-Demo-Fault: status=429;retry-after=1;times=2`` fails twice, then

@@ -63,6 +63,7 @@ class Faults:
     mdinject: bool = False
     ping: bool = False
     tag: str | None = None
+    image_url: str | None = None
 
     @property
     def any(self) -> bool:
@@ -86,6 +87,7 @@ _INT = {
 _FLOAT = {"slow", "delay"}
 _FLAG = {"hang", "mdinject", "ping"}
 _KNOWN = {f.name for f in fields(Faults)} - {"spec"}
+IMAGE_URL_MODES = ("ok", "404", "notimage")
 MAX_LONG = 1_000_000
 MAX_HUGE = 20_000
 
@@ -102,7 +104,11 @@ def parse_faults(*texts: str | None) -> Faults:
             known = ", ".join(sorted(k.replace("_", "-") for k in _KNOWN))
             raise FaultSyntaxError(f"unknown demo fault {key.strip()!r}; known faults: {known}")
         try:
-            if name in _FLAG:
+            if name == "image_url":
+                values[name] = raw.lower() or "ok"
+                if values[name] not in IMAGE_URL_MODES:
+                    raise ValueError(raw)
+            elif name in _FLAG:
                 values[name] = raw.lower() not in ("0", "false", "no", "off")
             elif name in _INT:
                 values[name] = int(raw)

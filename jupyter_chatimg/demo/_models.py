@@ -393,15 +393,21 @@ def long_tokens(n: int) -> tuple[str, ...]:
     return tuple((" " if i else "") + _LOREM[i % len(_LOREM)] for i in range(n))
 
 
-def build_reply(req: ChatRequest, faults: Faults, port: int) -> Reply:
-    """The content of one choice (all choices are the same) for ``req``."""
+def build_reply(
+    req: ChatRequest, faults: Faults, port: int, publish: Callable[[bytes], str] | None = None
+) -> Reply:
+    """The content of one choice (all choices are the same) for ``req``.
+
+    With the ``image-url`` fault, ``publish(png)`` stores an image and returns its http URL.
+    """
     if faults.long:
         return Reply(tokens=list(long_tokens(faults.long)))
     extra = mdinject_text(port) if faults.mdinject else ""
     if req.model == "demo-vision":
         return Reply(tokens=tokenize(vision_text(req) + extra))
     outcome = image_outcome(req, faults.huge)
-    uris = [png_data_uri(p) for p in outcome.pngs]
+    by_url = faults.image_url is not None and publish is not None
+    uris = [publish(p) if by_url and publish else png_data_uri(p) for p in outcome.pngs]
     if "image" in req.modalities:
         return Reply(tokens=tokenize(outcome.sentence + extra), images=uris)
     tokens: list[str] = []
@@ -409,5 +415,7 @@ def build_reply(req: ChatRequest, faults: Faults, port: int) -> Reply:
         tokens += tokenize(_progress(outcome.verb))
         for uri in uris:
             tokens += [*markdown_image_tokens(uri), "\n\n"]
+            if by_url:  # gateways add a download link: a link, not an image
+                tokens += tokenize(f"[Download the image]({uri})\n\n")
     tokens += tokenize(outcome.sentence + extra)
     return Reply(tokens=tokens)

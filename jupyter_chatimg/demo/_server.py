@@ -7,11 +7,13 @@ HTTP/1.1 with keep-alive; streamed replies use chunked transfer encoding, so a
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import select
 import socket
 import sys
 import threading
+from collections import OrderedDict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,6 +36,7 @@ from ._protocol import (
 from ._request import ChatRequest, DemoHTTPError, parse_request
 
 MAX_BODY = 64 * 1024 * 1024
+MAX_FILES = 64
 _DISCONNECT = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
 _CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
 _MODELS_PATHS = ("/v1/models", "/models")
@@ -78,6 +81,7 @@ class DemoHTTPServer(ThreadingHTTPServer):
         self.closing = threading.Event()
         self.faults = FaultCounter()
         self.leaks: list[str] = []
+        self.files: OrderedDict[str, bytes] = OrderedDict()
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
 
@@ -97,6 +101,26 @@ class DemoHTTPServer(ThreadingHTTPServer):
         for c in conns:
             with contextlib.suppress(OSError):
                 c.shutdown(socket.SHUT_RDWR)
+
+    def publish(self, png: bytes, mode: str) -> str:
+        """Keep ``png`` for ``GET /v1/files/NAME`` (the last ``MAX_FILES``); returns its URL.
+
+        ``mode`` ``404`` gives a URL that is not served; ``notimage`` one that serves HTML
+        labelled image/png."""
+        name = hashlib.sha256(png).hexdigest()[:20] + ".png"
+        if mode == "404":
+            name = "gone-" + name
+        elif mode == "notimage":
+            name = "fake-" + name
+        with self._lock:
+            if mode != "404":
+                self.files[name] = (
+                    png if mode == "ok" else b"<html><body>not an image</body></html>"
+                )
+                self.files.move_to_end(name)
+                while len(self.files) > MAX_FILES:
+                    self.files.popitem(last=False)
+        return f"http://127.0.0.1:{self.server_address[1]}/v1/files/{name}"
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Client disconnects are normal; anything else gets one line, never a traceback."""
@@ -248,6 +272,13 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path.rstrip("/") or "/"
         body = self._read_body()
         header_spec = self.headers.get("X-Demo-Fault")
+        if path.startswith("/v1/files/") and method == "GET":
+            with self.server._lock:
+                data = self.server.files.get(path.rsplit("/", 1)[1])
+            if data is None:
+                raise DemoHTTPError(404, "No such file (demo files are kept in memory only).")
+            self._send(200, data, "image/png")
+            return
         if path == "/leak":
             self.server.leaks.append(self.path)
             self._send(200, _LEAK_PNG, "image/png", {"Cache-Control": "no-store"})
@@ -319,7 +350,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _chat(self, body: bytes, faults: Faults) -> None:
         req = parse_request(body, DEMO_MODELS)
         env = Envelope.for_request(body, faults.spec, req.model, req.include_usage)
-        base = build_reply(req, faults, self.server.server_address[1])
+        mode = faults.image_url or "ok"
+        base = build_reply(
+            req, faults, self.server.server_address[1], lambda png: self.server.publish(png, mode)
+        )
         replies = []
         for _ in range(req.n):
             tokens, finish = finalize(base.tokens, req.stop, req.max_tokens)
