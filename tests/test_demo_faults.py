@@ -120,7 +120,7 @@ def test_status_with_openai_error_body(http: httpx.Client, status: int) -> None:
         assert err["code"] == "rate_limit_exceeded"
 
 
-def test_times_fails_first_n_then_succeeds(http: httpx.Client) -> None:
+def test_times_fails_first_n_then_succeeds(http: httpx.Client, server: DemoServer) -> None:
     spec = "status=503;times=2;tag=times-test"
     codes = [
         http.post(
@@ -129,6 +129,7 @@ def test_times_fails_first_n_then_succeeds(http: httpx.Client) -> None:
         for _ in range(4)
     ]
     assert codes == [503, 503, 200, 200]
+    assert server.fault_hits("status=503; times=2; tag=times-test") == 4
     # Another spec string has its own count.
     other = http.post(
         "/chat/completions",

@@ -244,3 +244,4 @@ def test_openai_client_retries_on_retry_after(server: DemoServer) -> None:
             extra_headers={"X-Demo-Fault": "status=503;retry-after-ms=10;times=2;tag=openai"},
         )
     assert r.choices[0].message.content
+    assert server.fault_hits("status=503;retry-after-ms=10;times=2;tag=openai") == 3

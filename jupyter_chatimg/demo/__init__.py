@@ -102,7 +102,8 @@ model suffix ``"model": "demo-vision@<spec>"`` (chat only; both merge). A spec i
 For example ``X-Demo-Fault: status=429;retry-after=1;times=2`` fails twice, then
 succeeds; ``demo-vision@cut=5`` breaks off after five chunks. "N content chunks"
 counts content deltas over all choices; a fault due after the end of the reply
-fires just before the finish chunk. A spec that cannot be parsed is answered 400.
+fires just before the finish chunk. A spec that cannot be parsed is answered 400. ``DemoServer.fault_hits(spec)`` counts
+the requests that carried a spec (to check a client's retries).
 
 The ``mdinject`` payloads, each a paragraph of the reply (``PORT`` is the server's
 port; requests to ``/leak`` are recorded in ``DemoServer.leaks``)::

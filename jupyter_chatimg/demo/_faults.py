@@ -138,7 +138,7 @@ def parse_faults(*texts: str | None) -> Faults:
 
 
 class FaultCounter:
-    """Counts requests per spec string, for ``times=N`` (thread-safe)."""
+    """Counts requests per spec string, for ``times=N`` and for tests (thread-safe)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -148,9 +148,12 @@ class FaultCounter:
         """Count this request; whether its faults apply (always, unless ``times`` ran out)."""
         if not faults.any:
             return False
-        if faults.times is None:
-            return True
         with self._lock:
             n = self._counts.get(faults.spec, 0) + 1
             self._counts[faults.spec] = n
-        return n <= faults.times
+        return faults.times is None or n <= faults.times
+
+    def count(self, spec: str) -> int:
+        """How many requests carried ``spec`` (normalised as ``Faults.spec``)."""
+        with self._lock:
+            return self._counts.get(spec, 0)

@@ -553,6 +553,11 @@ class DemoServer:
         """Paths (with query) of the requests made to ``/leak`` so far."""
         return list(self._httpd.leaks)
 
+    def fault_hits(self, spec: str) -> int:
+        """How many requests so far carried the fault ``spec`` (header and model suffix
+        merged, header first): lets a test count a client's retries."""
+        return self._httpd.faults.count(parse_faults(spec).spec)
+
     def serve_forever(self) -> None:
         """Serve in the calling thread (for ``start=False``) until ``close()``."""
         self._httpd.serve_forever(poll_interval=0.2)
