@@ -6,19 +6,35 @@ The one place where the pieces meet.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+from . import _cache
 from ._client import Cancel, Client, fetch_result_images
 from ._config import SETTING_NAMES, Settings, resolve_settings
 from ._errors import BadRequestError, ChatImgError, ConfigError, StreamError
 from ._images import encode_pil, image_digest
+from ._markdown import find_markdown_images
 from ._messages import Conversation, content_from_parts, system_message, user_message
 from ._render import LiveReply, Sink
 from ._result import ChatResult
 from ._wire import build_request
 
-__all__ = ["DEMO_NOTE", "achat", "chat", "conversation", "prepare", "reset_conversation"]
+__all__ = [
+    "DEMO_NOTE",
+    "Prepared",
+    "achat",
+    "chat",
+    "clear_cache",
+    "conversation",
+    "list_models",
+    "prepare",
+    "prepare_request",
+    "reset_conversation",
+    "send",
+]
 
 DEMO_NOTE = (
     "offline demo model ({model}); set OPENAI_API_KEY (or CHATIMG_BASE_URL, "
@@ -67,6 +83,21 @@ def digest_request(body: Mapping[str, Any]) -> dict[str, Any]:
     return walk(dict(body))  # type: ignore[no-any-return]
 
 
+def clear_cache() -> int:
+    """Remove every cached reply (``cache=True`` / ``--cache``); return how many there were."""
+    return _cache.clear_cache()
+
+
+@dataclass
+class Prepared:
+    """A request ready to send: settings, body, the new user message, notes to show."""
+
+    settings: Settings
+    body: dict[str, Any]
+    user: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
 def prepare(
     prompt: str | Sequence[Any],
     images: Iterable[Any] | Any = (),
@@ -78,6 +109,29 @@ def prepare(
     settings_overrides: Mapping[str, Any] | None = None,
 ) -> tuple[Settings, dict[str, Any], dict[str, Any]]:
     """Resolve settings and build the request body; return (settings, body, user message)."""
+    p = prepare_request(
+        prompt,
+        images,
+        system=system,
+        chat=chat,
+        stream=stream,
+        params=params,
+        settings_overrides=settings_overrides,
+    )
+    return p.settings, p.body, p.user
+
+
+def prepare_request(
+    prompt: str | Sequence[Any],
+    images: Iterable[Any] | Any = (),
+    *,
+    system: str | None = None,
+    chat: bool = False,
+    stream: bool | None = None,
+    params: Mapping[str, Any] | None = None,
+    settings_overrides: Mapping[str, Any] | None = None,
+) -> Prepared:
+    """``prepare``, also returning the notes for the reply's output (history dropped)."""
     settings = _settings_for(dict(settings_overrides or {}, stream=stream))
     parts: list[Any] = [prompt] if isinstance(prompt, str) else list(prompt)
     if images is not None and not isinstance(images, (list, tuple)):
@@ -88,7 +142,12 @@ def prepare(
             "empty prompt: write a question in the cell, or attach an image with --image NAME"
         )
     content = content_from_parts(parts, max_side=settings.max_side, detail=settings.detail)
+    notes: list[str] = []
     if chat:
+        _conversation.bound(settings.history_turns, settings.history_images)
+        note = _conversation.take_note()
+        if note:
+            notes.append(note)
         content = _conversation.carry_images(content)
     user = user_message(content)
     messages: list[dict[str, Any]] = []
@@ -104,7 +163,7 @@ def prepare(
     body = build_request(
         settings.model, messages, stream=settings.stream, params=params, extra=extra
     )
-    return settings, body, user
+    return Prepared(settings, body, user, notes)
 
 
 def chat(
@@ -135,7 +194,7 @@ def chat(
     """
     overrides, params = _split_kwargs(dict(params))
     overrides.update(model=model, base_url=base_url, api_key_env=api_key_env, timeout=timeout)
-    settings, body, user = prepare(
+    p = prepare_request(
         prompt,
         images,
         system=system,
@@ -144,7 +203,16 @@ def chat(
         params=params,
         settings_overrides=overrides,
     )
-    return send(settings, body, user=user, chat=chat, display=display, sink=sink, cancel=cancel)
+    return send(
+        p.settings,
+        p.body,
+        user=p.user,
+        chat=chat,
+        display=display,
+        sink=sink,
+        cancel=cancel,
+        notes=p.notes,
+    )
 
 
 def send(
@@ -156,20 +224,40 @@ def send(
     display: bool = True,
     sink: Sink | None = None,
     cancel: Cancel | None = None,
+    notes: Sequence[str] = (),
 ) -> ChatResult:
-    """Send a prepared request, render it, fetch returned images, record the turn."""
-    client = Client(settings)
+    """Send a prepared request, render it, fetch returned images, record the turn.
+
+    With ``settings.cache`` an identical earlier reply is shown instead (no
+    request is made), and a new whole reply is stored. With ``chat`` a whole
+    reply is recorded in the conversation; a failed or cut one is not.
+    """
+    started = time.perf_counter()
+    cached = _cache.load(settings, body) if settings.cache else None
     live: LiveReply | None = None
     if display:
-        notes = [DEMO_NOTE.format(model=settings.model)] if settings.demo else []
+        shown = [DEMO_NOTE.format(model=settings.model)] if settings.demo else []
+        shown.extend(notes)
+        if cached is not None:
+            shown.append(_cache.CACHE_NOTE)
         live = LiveReply(
             sink=sink,
             update_interval=settings.update_interval,
             trust_html=settings.trust_html,
             show_stats=settings.show_stats,
-            notes=notes,
+            notes=shown,
         )
         live.start()
+    if cached is not None:
+        cached.timings.total = time.perf_counter() - started
+        cached.request = digest_request(body)
+        cached.demo = settings.demo
+        cached.endpoint = settings.host
+        if live is not None:
+            live.finish(cached)
+        _record(cached, settings, user if chat else None)
+        return cached
+    client = Client(settings)
     on_delta = live.on_delta if live is not None else None
     on_retry = live.status if live is not None else None
     try:
@@ -198,11 +286,35 @@ def send(
     _complete_result(result, settings, body)
     if live is not None:
         live.finish(result)
-    if chat and user is not None:
-        _conversation.add_turn(
-            user, result.text, [encode_pil(im, max_side=settings.max_side) for im in result.images]
-        )
+    if settings.cache:
+        _cache.store(settings, body, result)
+    _record(result, settings, user if chat else None)
     return result
+
+
+def _record(result: ChatResult, settings: Settings, user: dict[str, Any] | None) -> None:
+    """Add a whole reply to the conversation (its first choice; images carried on)."""
+    if user is None or result.error is not None:
+        return
+    returned = [encode_pil(im, max_side=settings.max_side) for im in result.images]
+    _conversation.add_turn(user, history_text(result.text), returned)
+
+
+def history_text(text: str) -> str:
+    """Reply text for the history: inline ``data:`` images become ``[image N]`` markers.
+
+    The images themselves go back with the next user message; sending them a
+    second time inside the assistant's text would only cost tokens.
+    """
+    out: list[str] = []
+    pos = 0
+    for n, image in enumerate(find_markdown_images(text), 1):
+        if image.url.startswith("data:"):
+            out.append(text[pos : image.start])
+            out.append(f"[image {n}]")
+            pos = image.end
+    out.append(text[pos:])
+    return "".join(out)
 
 
 def _complete_result(result: ChatResult, settings: Settings, body: dict[str, Any]) -> None:
