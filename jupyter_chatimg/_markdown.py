@@ -198,7 +198,7 @@ def _filler(text: str, chunks: list[tuple[int, int]]) -> str:
         if b <= a:
             continue
         parts.append(text[last:a])
-        parts.append("".join("\n" if c == "\n" else "@" for c in text[a:b]))
+        parts.append("@" * (b - a))  # lines joined, as JupyterLab's "@@0@@" joins them
         last = b
     parts.append(text[last:])
     return "".join(parts)
@@ -213,6 +213,7 @@ class _Block:
         "fence_len",
         "fence_offset",
         "first_child",
+        "html_type",
         "kind",
         "lines",
         "marker_offset",
@@ -228,10 +229,36 @@ class _Block:
         self.marker_offset = 0
         self.padding = 0
         self.first_child = False
+        self.html_type = 0
 
 
 _CONTAINERS = frozenset(("doc", "quote", "item"))
-_ACCEPTS_LINES = frozenset(("para", "table", "fence", "code"))
+_ACCEPTS_LINES = frozenset(("para", "table", "fence", "code", "html"))
+_BLOCK_TAGS = (
+    "address|article|aside|base|basefont|blockquote|body|caption|center|col|colgroup|dd|"
+    "details|dialog|dir|div|dl|dt|fieldset|figcaption|figure|footer|form|frame|frameset|"
+    "h[123456]|head|header|hr|html|iframe|legend|li|link|main|menu|menuitem|nav|noframes|ol|"
+    "optgroup|option|p|param|search|section|summary|table|tbody|td|tfoot|th|thead|title|tr|"
+    "track|ul"
+)
+_ATTR = r"""(?:\s+[a-zA-Z_:][a-zA-Z0-9_.:-]*(?:\s*=\s*(?:[^"'=<>`\x00-\x20]+|'[^']*'|"[^"]*"))?)"""
+_HTML_OPEN = [
+    re.compile(r"<(?:script|pre|textarea|style)(?:\s|>|$)", re.IGNORECASE),
+    re.compile(r"<!--"),
+    re.compile(r"<[?]"),
+    re.compile(r"<![A-Za-z]"),
+    re.compile(r"<!\[CDATA\["),
+    re.compile(r"</?(?:" + _BLOCK_TAGS + r")(?:\s|/?>|$)", re.IGNORECASE),
+    re.compile(r"(?:<[A-Za-z][A-Za-z0-9-]*" + _ATTR + r"*\s*/?>|</[A-Za-z][A-Za-z0-9-]*\s*>)\s*$"),
+]
+_MARKED_HTML = re.compile(r"<(?:[a-z].*>|!--)", re.IGNORECASE)
+_HTML_CLOSE = [
+    re.compile(r"</(?:script|pre|textarea|style)>", re.IGNORECASE),
+    re.compile(r"-->"),
+    re.compile(r"\?>"),
+    re.compile(r">"),
+    re.compile(r"\]\]>"),
+]
 _MAYBE_SPECIAL = re.compile(r"[#`~*+_=<>0-9|:-]")
 _ATX = re.compile(r"#{1,6}(?:[ \t]+|$)")
 _FENCE_OPEN = re.compile(r"`{3,}(?!.*`)|~{3,}")
@@ -271,6 +298,7 @@ class _Doc:
 
     inline: list[tuple[str, list[tuple[int, int]]]] = field(default_factory=list)
     code: list[tuple[int, int]] = field(default_factory=list)
+    weak: list[tuple[int, int]] = field(default_factory=list)
 
 
 class _BlockParser:
@@ -290,6 +318,7 @@ class _BlockParser:
         self.indent = 0
         self.indented = False
         self.blank = False
+        self.all_closed = True
 
     # -- cursor
     def find_next_nonspace(self) -> None:
@@ -356,8 +385,12 @@ class _BlockParser:
             self.doc.inline.append((b.kind, b.lines))
         elif b.kind == "table":
             self.doc.inline.extend(("table", [ln]) for ln in b.lines)
-        elif b.kind in ("fence", "code"):
+        elif b.kind == "fence":
             self.doc.code.extend(b.lines)
+        elif b.kind == "code":
+            # whether a line is indented code depends on list rules that renderers
+            # do not share (marked keeps more lines in a list item): never trusted
+            self.doc.weak.extend(b.lines)
 
     def close_to(self, depth: int) -> None:
         while len(self.stack) > depth:
@@ -430,6 +463,8 @@ class _BlockParser:
                 self.advance_next_nonspace()
                 return 0
             return 1
+        if k == "html":
+            return 1 if self.blank and b.html_type >= 6 else 0
         if k == "table":
             return 1 if self.blank else 0
         if k == "para":
@@ -473,6 +508,19 @@ class _BlockParser:
                     info = (self.base + self.offset, self.base + len(line))
                     self.doc.inline.append(("info", [info]))
                     return 3
+            if c0 == "<":
+                # marked also ends a list item (instead of a lazy line) at "<tag ...>"
+                lazy = not self.all_closed and self.tip.kind == "para"
+                for t, rx in enumerate(_HTML_OPEN, 1):
+                    hit = rx.match(rest) is not None
+                    if t == 7:
+                        hit = (hit and container.kind != "para") or (
+                            lazy and _MARKED_HTML.match(rest) is not None
+                        )
+                    if hit:
+                        self.close_to(depth)
+                        self.add_child("html").html_type = t
+                        return 2
             if container.kind == "para" and _TABLE_DELIM.match(rest) and "|" in rest:
                 head = container.lines[-1] if container.lines else None
                 if head is not None:
@@ -589,8 +637,9 @@ class _BlockParser:
                 break
             depth += 1
         all_closed = depth == len(stack)
+        self.all_closed = all_closed
         container = stack[depth - 1]
-        matched_leaf = container.kind in ("fence", "code")
+        matched_leaf = container.kind in ("fence", "code", "html")
         if container.kind == "table" and all_closed:
             self.find_next_nonspace()
             if self.table_ends():
@@ -624,6 +673,9 @@ class _BlockParser:
             container = self.tip
         if container.kind in _ACCEPTS_LINES:
             self.add_line()
+            t = container.html_type
+            if 1 <= t <= 5 and _HTML_CLOSE[t - 1].search(self.line, self.offset):
+                self.finalize()
         elif self.offset < len(self.line) and not self.blank:
             self.add_child("para")
             self.advance_next_nonspace()
@@ -656,6 +708,7 @@ _TITLE_RE = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|\((?:[^()\\]|\\.
 _WS_TO_EOL = re.compile(r"[ \t]*(?:\n|\Z)")
 _INLINE_SPECIAL = re.compile(r"[\\`\[\]]|!\[")
 _BACKTICKS = re.compile(r"`+")
+_UNSURE_CODE = re.compile(r"[|~*_\n]")
 
 
 def _parse_dest(s: str, i: int) -> tuple[int, str] | None:
@@ -758,6 +811,8 @@ class _Found:
     links: list[tuple[int, int, str, str]] = field(default_factory=list)
     defs: list[tuple[int, str]] = field(default_factory=list)  # (offset of "[", dest)
     pending: int | None = None  # start of an unfinished image at the very end
+    parens: set[int] = field(default_factory=set)  # "(" that open a destination
+    info: list[tuple[int, int]] = field(default_factory=list)  # fence info strings
 
 
 class _Inline:
@@ -821,14 +876,20 @@ def _scan_inline(blk: _Inline, refs: dict[str, str], found: _Found, text_end: in
             q = m.end() if m.group() != "`" else p + 1
             while q < n and s[q] == "`":
                 q += 1
-            run = runs[q - p]
-            k = bisect_right(run, p)
+            run = runs.get(q - p, [])
+            k = bisect_left(run, q)
             if k < len(run):
                 close = run[k]
                 span = (blk.abs(q), blk.abs_end(close))
-                if "|" not in s[q:close]:
+                body = s[q:close]
+                if not _UNSURE_CODE.search(body) and s[p - 1 : p] != "~":
                     found.code.append(span)
-                elif blk.kind != "table":  # a table cell splits at "|", even in code
+                elif blk.kind != "table" or "|" not in body:
+                    # a table cell splits at "|", even in code; marked lexes ~del~
+                    # and *em* (across ``double`` spans) first, so a "~", "*" or "_"
+                    # inside may close something begun before the span; and its
+                    # text rule swallows a run of backticks and tildes as one; a
+                    # span over lines depends on list rules renderers do not share
                     found.weak.append(span)
                 i = close + q - p
             else:
@@ -886,6 +947,8 @@ def _scan_inline(blk: _Inline, refs: dict[str, str], found: _Found, text_end: in
         if end < 0:
             continue
         a, b = blk.abs(op), blk.abs_end(end)
+        if s[p + 1 : p + 2] == "(":
+            found.parens.add(blk.abs(p + 1))
         if is_image:
             found.images.append((a, b, inner, dest))
         else:
@@ -897,10 +960,12 @@ def _scan_inline(blk: _Inline, refs: dict[str, str], found: _Found, text_end: in
 def _read(text: str) -> _Found:
     """One full reading (blocks, definitions, inline constructs) of ``text``."""
     doc = _BlockParser(text).parse()
-    found = _Found(code=doc.code)
+    found = _Found(code=doc.code, weak=doc.weak)
     blocks: list[_Inline] = []
     refs: dict[str, str] = {}
     for kind, lines in doc.inline:
+        if kind == "info":
+            found.info.extend(lines)
         blk: _Inline | None = _Inline(text, kind, lines)
         if kind == "para" and blk is not None and blk.s.startswith("["):
             defs: list[tuple[int, int, str, str, int]] = []
@@ -946,6 +1011,25 @@ _MACRO_RE = re.compile(
     r"\\(?=(?:style|class|cssId|href|data|require|bbox|unicode|mmlToken|url|"
     r"setOptions)(?![A-Za-z]))"
 )
+_NET_RE = re.compile(r"!\[|\]\([ \t\n]*<?|\[(?:[^\\\[\]\n]|\\.){0,999}\]:[ \t\n]*<?")
+_URL_WORD = re.compile(r"(?:https?://|ftp://|www\.)[^\s<]*", re.IGNORECASE)
+_DEST_END = re.compile(r"[\s)>]")
+
+
+def _escaped(text: str, p: int) -> bool:
+    """Whether ``text[p]`` follows an odd number of backslashes."""
+    k = p
+    while k > 0 and text[k - 1] == "\\":
+        k -= 1
+    return (p - k) % 2 == 1
+
+
+def _dest_prefix(text: str, i: int) -> str:
+    """The start of a link destination at ``text[i]``, as a renderer would decode it."""
+    m = _DEST_END.search(text, i, i + 200)
+    return _unescape(text[i : m.start() if m else i + 200])
+
+
 _SAFE_AFTER_LT = frozenset(" \t\n0123456789=-<" + _ZWSP)
 
 
@@ -984,7 +1068,8 @@ _PENDING_LABEL = "\\[image …\\]"
 def _one_pass(text: str, image_label: Callable[[str], str | None] | None, trust_html: bool) -> str:
     chunks = _math_chunks(text)
     rb = _read(text)
-    ra = _read(_filler(text, chunks)) if chunks else rb
+    filled = _filler(text, chunks)
+    ra = _read(filled) if chunks else rb
     b_code = _Ranges(rb.code)
     a_code = _Ranges(ra.code) if ra is not rb else b_code
     math = _Ranges(chunks)
@@ -1043,6 +1128,56 @@ def _one_pass(text: str, image_label: Callable[[str], str | None] | None, trust_
                 else:
                     edits.append((p + 1, p + 1, _ZWSP))
             p = text.find("<", p + 1)
+
+    # Safety nets that do not depend on parsing links the way every renderer does
+    # (marked, for one, ends destinations differently): no "![" outside code can
+    # start an image, and no "](" or "[x]:" can lead to a dangerous scheme.
+    parens = rb.parens | ra.parens
+    for m in _NET_RE.finditer(text):
+        p = m.start()
+        if (p in b_code and p in a_code) or _escaped(text, p):
+            continue
+        g = m.group()
+        if g == "![":
+            edits.append((p, p, "\\"))
+        elif _dangerous(_dest_prefix(text, m.end())):
+            edits.append((p + 1, p + 1, "\\") if g[0] == "]" else (p, p, "\\"))
+        elif g[0] == "]" and p + 1 not in parens:
+            # marked may still end a destination at a later ")": one that holds a
+            # backtick would take it away from the code span it opens
+            k = text.find(")", p)
+            if k > 0 and "`" in text[p:k] and "\n\n" not in text[p:k]:
+                edits.append((p + 1, p + 1, "\\"))
+    # marked's bare-URL autolinks run to the next space or "<", backticks included
+    for view in (text, filled) if chunks else (text,):
+        for m in _URL_WORD.finditer(view):
+            p = m.start()
+            if "`" in m.group() and not (p in b_code and p in a_code):
+                k = text.find(":", p, p + 6) if m.group()[0] in "hHfF" else p + 3
+                if k >= 0:
+                    edits.append((k, k, "\\"))
+    # JupyterLab throws on an "@@9@@" that its removeMath did not make ("@\@9@@")
+    q = text.find("\\@")
+    while q >= 0:
+        if not (q in b_code and q in a_code) and not _escaped(text, q):
+            edits.append((q, q + 2, "&#64;"))
+        q = text.find("\\@", q + 2)
+    # JupyterLab pastes math back into the HTML without escaping quotes: a chunk
+    # that ends up in an attribute (a link title, a fence's language) breaks out
+    for a0, b0 in chunks:
+        q = text.find('"', a0, b0)
+        while q >= 0:
+            if not (q in b_code and q in a_code):
+                edits.append((q, q + 1, "&quot;"))
+            q = text.find('"', q + 1, b0)
+
+    # markdown-it tries tables before fences: a "|" in a fence's info string could
+    # make it a table head, and the fence's content markdown
+    for a0, b0 in rb.info:
+        q = text.find("|", a0, b0)
+        while q >= 0:
+            edits.append((q, q + 1, "&#124;"))
+            q = text.find("|", q + 1, b0)
 
     # MathJax macros that set styles, ids or links; entities that would spell them
     if "\\" in text:
