@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._chat import achat, chat, conversation, reset_conversation
+from ._batch import chat_many
+from ._chat import achat, chat, clear_cache, conversation, list_models, reset_conversation
 from ._client import Cancel
 from ._errors import (
     APIConnectionError,
@@ -50,7 +51,10 @@ __all__ = [
     "__version__",
     "achat",
     "chat",
+    "chat_many",
+    "clear_cache",
     "conversation",
+    "list_models",
     "load_ipython_extension",
     "reset_conversation",
     "serve_demo",
