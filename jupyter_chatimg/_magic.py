@@ -11,10 +11,12 @@ from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from traitlets import Bool, CaselessStrEnum, Float, Int, List, Unicode, observe
 
 from . import _config
-from ._chat import conversation, prepare, reset_conversation, send
+from ._batch import run_batch
+from ._chat import conversation, prepare_request, reset_conversation, send
 from ._errors import ChatImgError, ConfigError, ImageInputError, StreamError
+from ._images import is_image_like
 from ._magic_args import MagicArgs, parse_cell_line, parse_line_magic
-from ._messages import ImageRef, interpolate
+from ._messages import ImageRef, as_images, interpolate
 from ._result import ChatResult
 
 __all__ = ["ChatImg", "load_ipython_extension"]
@@ -22,7 +24,8 @@ __all__ = ["ChatImg", "load_ipython_extension"]
 _TRAITS = (
     "model", "base_url", "api_key_env", "stream", "timeout", "max_retries", "max_side", "detail",
     "update_interval", "show_stats", "trust_html", "image_hosts", "cache", "max_image_bytes",
-    "max_reply_bytes", "connect_timeout", "debug",
+    "max_reply_bytes", "connect_timeout", "debug", "cache_dir", "cache_max_bytes",
+    "history_turns", "history_images",
 )  # fmt: skip
 
 
@@ -81,6 +84,24 @@ class ChatImg(Magics):
     cache = Bool(
         None, allow_none=True, help="Answer identical requests from a local cache (default False)."
     ).tag(config=True)
+    cache_dir = Unicode(
+        None,
+        allow_none=True,
+        help="Directory of the reply cache (default: $CHATIMG_CACHE_DIR, else ~/.cache/jupyter_chatimg).",
+    ).tag(config=True)
+    cache_max_bytes = Int(
+        None, allow_none=True, help="Size bound of the reply cache in bytes (default 200 MB)."
+    ).tag(config=True)
+    history_turns = Int(
+        None,
+        allow_none=True,
+        help="Earlier turns a --chat conversation keeps; the oldest go first (default 20).",
+    ).tag(config=True)
+    history_images = Int(
+        None,
+        allow_none=True,
+        help="Images a --chat conversation keeps; the oldest turns go first (default 16).",
+    ).tag(config=True)
     max_image_bytes = Int(
         None, allow_none=True, help="Largest returned image download in bytes."
     ).tag(config=True)
@@ -119,8 +140,11 @@ class ChatImg(Magics):
         --seed N, --user ID, --json, --logit-bias JSON, --tools EXPR,
         --tool-choice V, --extra JSON, --detail {auto,low,high}, --max-side PX,
         --base-url URL, --api-key-env NAME, --out/-o NAME, --chat, --reset,
-        --cache, --stats, --timeout S, --debug.
-        ``{name}`` in the prompt inserts a notebook variable (images in place).
+        --cache, --stats, --timeout S, --debug, --each EXPR, --concurrency/-j K.
+        ``{name}`` in the prompt inserts a notebook variable (images in place;
+        also ``{Out[3]}``, ``{imgs[0]}``). ``--each imgs`` sends the prompt once
+        per image of ``imgs`` (K at a time) and shows a table of the replies;
+        ``_`` (and ``--out``) is then the list of results.
         """
         namespace = dict(self.shell.user_ns) if self.shell is not None else {}
         if local_ns:
@@ -139,7 +163,7 @@ class ChatImg(Magics):
     def _run(self, args: MagicArgs, namespace: dict[str, Any]) -> None:
         if args.reset:
             reset_conversation()
-        if not args.prompt.strip() and not args.images:
+        if not args.prompt.strip() and not args.images and args.each is None:
             if args.reset:
                 return
             raise ConfigError(
@@ -165,7 +189,10 @@ class ChatImg(Magics):
             "cache": args.cache,
             "show_stats": args.show_stats,
         }
-        settings, body, user = prepare(
+        if args.each is not None:
+            self._run_each(args, parts, namespace, params, overrides)
+            return
+        p = prepare_request(
             parts,
             (),
             system=args.system,
@@ -174,8 +201,9 @@ class ChatImg(Magics):
             params=params,
             settings_overrides=overrides,
         )
+        settings = p.settings
         try:
-            result = send(settings, body, user=user, chat=args.chat)
+            result = send(settings, p.body, user=p.user, chat=args.chat, notes=p.notes)
         except StreamError as exc:
             # Already shown in the reply's output, with the partial text.
             self._keep(exc.partial or ChatResult(error=exc), args)
@@ -185,6 +213,41 @@ class ChatImg(Magics):
             self._keep(failed, args)
             return
         self._keep(result, args)
+
+    def _run_each(
+        self,
+        args: MagicArgs,
+        parts: list[Any],
+        namespace: dict[str, Any],
+        params: dict[str, Any],
+        overrides: dict[str, Any],
+    ) -> None:
+        expr = args.each or ""
+        value = as_images(_evaluate(expr, namespace, "--each"))
+        if isinstance(value, (list, tuple)):
+            images = list(value)
+        elif is_image_like(value) and not isinstance(value, (str, bytes)):
+            images = [value]
+        else:
+            raise ImageInputError(
+                f"--each {expr}: a {type(value).__name__} is not a list of images; give a list, "
+                "a tuple or a column of images"
+            )
+        items = [
+            ([*parts, ImageRef(image, f"--each {expr}[{i}]")], ()) for i, image in enumerate(images)
+        ]
+        results = run_batch(
+            items,
+            concurrency=args.concurrency or 4,
+            system=args.system,
+            stream=args.stream,
+            params=params,
+            overrides=overrides,
+        )
+        if self.shell is not None:
+            self.shell.user_ns["_"] = results
+            if args.out:
+                self.shell.user_ns[args.out] = results
 
     def _keep(self, result: ChatResult, args: MagicArgs) -> None:
         if self.shell is None:

@@ -36,6 +36,9 @@ class MagicArgs:
     cache: bool | None = None
     show_stats: bool | None = None
     debug: bool = False
+    each: str | None = None
+    """An expression giving images: the prompt is sent once per image (``--each``)."""
+    concurrency: int | None = None
     prompt: str = ""
 
 
@@ -81,6 +84,8 @@ def _build_parser() -> _Parser:
     p.add_argument("--stats", dest="show_stats", action="store_true", default=None)
     p.add_argument("--timeout", type=float)
     p.add_argument("--debug", action="store_true")
+    p.add_argument("--each", metavar="EXPR")
+    p.add_argument("--concurrency", "-j", type=int)
     return p
 
 
@@ -139,8 +144,12 @@ def _from_namespace(ns: argparse.Namespace, prompt: str) -> MagicArgs:
     logit_bias = _json_option("--logit-bias", ns.logit_bias, want=dict)
     if ns.json and extra and "response_format" in extra:
         raise ConfigError("--json and --extra both set response_format; keep one of them")
-    if ns.reset and ns.chat is False and prompt.strip() == "":
-        pass
+    if ns.each is not None and ns.chat:
+        raise ConfigError("--each runs the prompt once per image on its own; drop --chat")
+    if ns.concurrency is not None and ns.each is None:
+        raise ConfigError("--concurrency: only with --each EXPR (one request per image)")
+    if ns.concurrency is not None and ns.concurrency < 1:
+        raise ConfigError(f"--concurrency: {ns.concurrency} must be a whole number >= 1")
     params: dict[str, Any] = {
         "temperature": ns.temperature,
         "top_p": ns.top_p,
@@ -174,6 +183,8 @@ def _from_namespace(ns: argparse.Namespace, prompt: str) -> MagicArgs:
         cache=ns.cache,
         show_stats=ns.show_stats,
         debug=ns.debug,
+        each=ns.each,
+        concurrency=ns.concurrency,
         prompt=prompt,
     )
 
