@@ -32,7 +32,7 @@ from typing import Any
 
 import nbformat
 
-try:  # Imported lazily by the fixtures so that collection works without playwright.
+try:  # Guarded: without playwright the browser tests are skipped, not broken at import.
     from playwright.sync_api import Browser, Page, Playwright
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 except ImportError:  # pragma: no cover - the conftest skips browser tests then
