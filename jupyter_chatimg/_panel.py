@@ -167,8 +167,12 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
             rows=1,
             layout=widgets.Layout(width="100%"),
         )
+        # column-reverse (children newest first) keeps the view pinned to the newest
+        # message as it grows, without any JavaScript.
+        self._entries: list[widgets.Output] = []
         self.transcript = widgets.VBox(
             layout=widgets.Layout(
+                flex_flow="column-reverse",
                 width="100%",
                 max_height="520px",
                 overflow="auto",
@@ -242,6 +246,11 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
         """True while a reply is on its way."""
         with self._lock:
             return self._worker is not None
+
+    @property
+    def entries(self) -> tuple[widgets.Output, ...]:
+        """The transcript's messages (one ``Output`` each), oldest first."""
+        return tuple(self._entries)
 
     @property
     def images(self) -> list[Image.Image]:
@@ -351,8 +360,9 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
     def clear(self) -> None:
         """Start over: stop any reply, empty the transcript, history and conversation."""
         self.stop()
-        for entry in self.transcript.children:
+        for entry in self._entries:
             close_all(entry)
+        self._entries.clear()
         self.transcript.children = ()
         self.history.clear()
         self._conversation.reset()
@@ -492,7 +502,8 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
         self.stop_button.disabled = not busy
 
     def _append_entry(self, entry: widgets.Output) -> None:
-        self.transcript.children = (*self.transcript.children, entry)
+        self._entries.append(entry)
+        self.transcript.children = tuple(reversed(self._entries))
 
     def _show_user_turn(self, turn: Turn) -> None:
         entry = new_entry("chatimg-user")

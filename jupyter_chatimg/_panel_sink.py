@@ -59,9 +59,19 @@ def thumbnail(image: Image.Image, side: int = THUMB_SIDE) -> Image.Image:
     return small
 
 
+_ENTRY_BORDERS = {"chatimg-user": "3px solid #4a90d9", "chatimg-reply": "3px solid #bbbbbb"}
+
+
 def new_entry(css_class: str) -> widgets.Output:
-    """An empty transcript entry."""
-    entry = widgets.Output(layout=widgets.Layout(width="100%"))
+    """An empty transcript entry (``chatimg-user`` or ``chatimg-reply``)."""
+    layout = widgets.Layout(
+        width="100%",
+        flex="0 0 auto",
+        margin="2px 0 6px 0",
+        padding="0 0 0 6px",
+        border_left=_ENTRY_BORDERS.get(css_class, "none"),
+    )
+    entry = widgets.Output(layout=layout)
     entry.add_class(css_class)
     return entry
 

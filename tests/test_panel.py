@@ -57,10 +57,11 @@ class Recorder:
         self.states: dict[int, list[tuple[dict[str, Any], ...]]] = {}
         self.lock = threading.Lock()
         self.text_seen = threading.Event()
+        self.panel = panel
         panel.transcript.observe(self._children, names="children")
 
     def _children(self, change: dict[str, Any]) -> None:
-        for index, entry in enumerate(change["new"]):
+        for index, entry in enumerate(self.panel.entries):
             if index not in self.states:
                 self.states[index] = [tuple(entry.outputs)]
                 entry.observe(lambda ch, i=index: self._outputs(i, ch), names="outputs")
@@ -108,7 +109,8 @@ def test_streamed_reply_grows_in_place_and_ends_complete(panel: ChatPanel) -> No
     assert result is not None and result.error is None
     assert "64" in result.text and "48" in result.text
     # user entry (text + thumbnail), then the reply entry
-    user, reply = panel.transcript.children
+    user, reply = panel.entries
+    assert panel.transcript.children == (reply, user)  # shown with column-reverse: newest in view
     assert "What is in this picture?" in markdown_of(user.outputs[0])
     assert len(images_in(user)) == 1
     states = recorder.markdowns(1)
@@ -134,7 +136,7 @@ def test_returned_images_are_image_outputs(panel: ChatPanel) -> None:
     assert panel.result is not None and panel.result.error is None
     assert len(panel.images) == 1
     returned = panel.images[0]
-    reply = panel.transcript.children[-1]
+    reply = panel.entries[-1]
     shown = images_in(reply)
     assert len(shown) == 1
     assert shown[0].size == returned.size
@@ -160,7 +162,7 @@ def test_stop_mid_reply_keeps_partial_text_and_panel_is_usable_at_once(panel: Ch
     assert "measured" in partial.text
     assert panel.status.value.startswith("⚠ stopped")
     assert "\n" not in panel.status.value
-    shown = markdown_of(panel.transcript.children[-1].outputs[0])
+    shown = markdown_of(panel.entries[-1].outputs[0])
     assert partial.text.split()[0] in shown and "stopped" in shown
 
     # A second send works at once, and the conversation carries the partial turn.
@@ -204,7 +206,7 @@ def test_an_error_shows_one_line_in_the_status(shell: Any) -> None:
 def test_bad_input_is_reported_before_anything_is_sent(panel: ChatPanel) -> None:
     panel.send()  # empty prompt, no images
     assert panel.status.value.startswith("⚠ empty prompt")
-    assert panel.transcript.children == () and panel.history == []
+    assert panel.entries == () and panel.history == []
     assert isinstance(panel.result.error, ci.ConfigError)  # type: ignore[union-attr]
     with pytest.raises(ci.ImageInputError):
         panel.add_image(object(), label="thing")
@@ -360,9 +362,9 @@ def test_clear_starts_over(panel: ChatPanel) -> None:
     panel.prompt.value = "hello"
     panel.send()
     assert panel.wait(WAIT)
-    assert len(panel.transcript.children) == 2
+    assert len(panel.entries) == 2
     panel.clear_button.click()
-    assert panel.transcript.children == () and panel.history == [] and panel.result is None
+    assert panel.entries == () and panel.history == [] and panel.result is None
     panel.prompt.value = "again"
     panel.send()
     assert panel.wait(WAIT)
