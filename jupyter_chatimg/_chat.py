@@ -151,6 +151,8 @@ def prepare_request(
         content = _conversation.carry_images(content)
     user = user_message(content)
     messages: list[dict[str, Any]] = []
+    if chat and not system:
+        system = _conversation.system
     if system:
         messages.append(system_message(system))
     if chat:
@@ -255,7 +257,7 @@ def send(
         cached.endpoint = settings.host
         if live is not None:
             live.finish(cached)
-        _record(cached, settings, user if chat else None)
+        _record(cached, settings, body, user if chat else None)
         return cached
     client = Client(settings)
     on_delta = live.on_delta if live is not None else None
@@ -288,14 +290,19 @@ def send(
         live.finish(result)
     if settings.cache:
         _cache.store(settings, body, result)
-    _record(result, settings, user if chat else None)
+    _record(result, settings, body, user if chat else None)
     return result
 
 
-def _record(result: ChatResult, settings: Settings, user: dict[str, Any] | None) -> None:
+def _record(
+    result: ChatResult, settings: Settings, body: Mapping[str, Any], user: dict[str, Any] | None
+) -> None:
     """Add a whole reply to the conversation (its first choice; images carried on)."""
     if user is None or result.error is not None:
         return
+    first = (body.get("messages") or [{}])[0]
+    if first.get("role") == "system" and isinstance(first.get("content"), str):
+        _conversation.system = first["content"]
     returned = [encode_pil(im, max_side=settings.max_side) for im in result.images]
     _conversation.add_turn(user, history_text(result.text), returned)
 

@@ -194,7 +194,8 @@ class Conversation:
     next user message (assistant messages cannot carry images), so "make the
     last image grayscale" works. When a bound is exceeded, the oldest turns
     are dropped first and a one-line note says so (``notes`` keeps them all;
-    ``take_note()`` hands the newest to the next reply's output).
+    ``take_note()`` hands the newest to the next reply's output). A system
+    message given once stays for the later turns until another one is given.
     """
 
     max_turns: int = 20
@@ -203,6 +204,8 @@ class Conversation:
     pending_images: list[str] = field(default_factory=list)
     """Image URLs the last reply returned, to go along with the next user message."""
     notes: list[str] = field(default_factory=list)
+    system: str | None = None
+    """The system message the conversation was given (kept for later turns without one)."""
     _unshown: list[str] = field(default_factory=list, repr=False)
 
     def messages(self) -> list[dict[str, Any]]:
@@ -276,7 +279,7 @@ class Conversation:
             dropped += 1
         if dropped:
             note = (
-                f"history: dropped the {_turns(dropped)} oldest to stay within "
+                f"history: dropped the {_oldest(dropped)} to stay within "
                 f"{self.max_turns} turns and {self.max_images} images "
                 "(%config ChatImg.history_turns / history_images)"
             )
@@ -298,6 +301,7 @@ class Conversation:
         self.pending_images.clear()
         self.notes.clear()
         self._unshown.clear()
+        self.system = None
 
     def image_count(self) -> int:
         """Images the next request would carry from the history."""
@@ -314,6 +318,10 @@ class Conversation:
         if self.pending_images:
             lines.append(f"  next prompt carries {len(self.pending_images)} returned image(s)")
         return "\n".join(lines)
+
+
+def _oldest(n: int) -> str:
+    return "oldest turn" if n == 1 else f"{n} oldest turns"
 
 
 def _turns(n: int) -> str:
