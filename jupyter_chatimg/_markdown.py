@@ -214,6 +214,9 @@ class _Block:
         "fence_offset",
         "first_child",
         "html_type",
+        "lazy",
+        "span",
+        "sure",
         "kind",
         "lines",
         "marker_offset",
@@ -230,6 +233,9 @@ class _Block:
         self.padding = 0
         self.first_child = False
         self.html_type = 0
+        self.lazy = False
+        self.span = [0, 0]
+        self.sure = False
 
 
 _CONTAINERS = frozenset(("doc", "quote", "item"))
@@ -262,6 +268,7 @@ _HTML_CLOSE = [
 _MAYBE_SPECIAL = re.compile(r"[#`~*+_=<>0-9|:-]")
 _ATX = re.compile(r"#{1,6}(?:[ \t]+|$)")
 _FENCE_OPEN = re.compile(r"`{3,}(?!.*`)|~{3,}")
+_MARKED_CLOSE = re.compile(r"[~`]* *")
 _FENCE_CLOSE = re.compile(r"(?:`{3,}|~{3,})(?=[ \t]*$)")
 _SETEXT = re.compile(r"(?:=+|-+)[ \t]*$")
 _HR = re.compile(r"(?:(?:\*[ \t]*){3,}|(?:_[ \t]*){3,}|(?:-[ \t]*){3,})$")
@@ -299,6 +306,7 @@ class _Doc:
     inline: list[tuple[str, list[tuple[int, int]]]] = field(default_factory=list)
     code: list[tuple[int, int]] = field(default_factory=list)
     weak: list[tuple[int, int]] = field(default_factory=list)
+    fences: list[tuple[int, int]] = field(default_factory=list)  # sure fences, whole
 
 
 class _BlockParser:
@@ -319,6 +327,7 @@ class _BlockParser:
         self.indented = False
         self.blank = False
         self.all_closed = True
+        self.diverged = False
 
     # -- cursor
     def find_next_nonspace(self) -> None:
@@ -386,7 +395,14 @@ class _BlockParser:
         elif b.kind == "table":
             self.doc.inline.extend(("table", [ln]) for ln in b.lines)
         elif b.kind == "fence":
-            self.doc.code.extend(b.lines)
+            # marked re-lexes list items and quotes from text it cut out its own
+            # way (a lazy line can end an item early, tabs count differently):
+            # only a fence at column 0 outside any container is sure
+            if b.sure:
+                self.doc.code.extend(b.lines)
+                self.doc.fences.append((b.span[0], b.span[1]))
+            else:
+                self.doc.weak.extend(b.lines)
         elif b.kind == "code":
             # whether a line is indented code depends on list rules that renderers
             # do not share (marked keeps more lines in a list item): never trusted
@@ -442,12 +458,22 @@ class _BlockParser:
         if k == "fence":
             rest = self.line[self.next_nonspace :]
             m = _FENCE_CLOSE.match(rest)
-            if (
+            closes = (
                 self.indent <= 3
                 and rest[:1] == b.fence_char
                 and m is not None
                 and len(m.group()) >= b.fence_len
-            ):
+            )
+            marked_closes = (
+                self.indent <= 3
+                and rest.startswith(b.fence_char * b.fence_len)
+                and _MARKED_CLOSE.fullmatch(rest, b.fence_len) is not None
+            )
+            if closes != marked_closes:  # from here on fences pair differently
+                self.diverged = True
+                b.sure = False
+            b.span[1] = self.base + len(self.line)
+            if closes:
                 self.finalize()
                 return 2
             i = b.fence_offset
@@ -502,6 +528,8 @@ class _BlockParser:
                     b.fence_char = c0
                     b.fence_len = n
                     b.fence_offset = self.indent
+                    b.sure = len(self.stack) == 2 and self.indent == 0 and not self.diverged
+                    b.span = [self.base, self.base + len(line)]
                     self.advance_next_nonspace()
                     self.advance_offset(n, False)
                     # the info string is not code: treat it as text
@@ -530,8 +558,8 @@ class _BlockParser:
                         self.close_to(depth)
                         if self.tip.kind == "para":
                             self.finalize()
-                        t = self.add_child("table")
-                        t.lines.append(head)
+                        table = self.add_child("table")
+                        table.lines.append(head)
                         self.advance_next_nonspace()
                         self.add_line()
                         return 3
@@ -667,6 +695,8 @@ class _BlockParser:
                 matched_leaf = True
         if not all_closed and not self.blank and self.tip.kind == "para":
             self.add_line()  # lazy continuation
+            for c in self.stack:
+                c.lazy = True
             return
         self.close_to(depth)
         if container is not self.tip:
@@ -812,6 +842,7 @@ class _Found:
     defs: list[tuple[int, str]] = field(default_factory=list)  # (offset of "[", dest)
     pending: int | None = None  # start of an unfinished image at the very end
     parens: set[int] = field(default_factory=set)  # "(" that open a destination
+    spans: list[tuple[int, int, int, int]] = field(default_factory=list)  # sure-looking
     info: list[tuple[int, int]] = field(default_factory=list)  # fence info strings
 
 
@@ -862,6 +893,7 @@ def _scan_inline(blk: _Inline, refs: dict[str, str], found: _Found, text_end: in
         for bt in _BACKTICKS.finditer(s):
             runs.setdefault(len(bt.group()), []).append(bt.start())
     openers: list[tuple[int, bool, bool]] = []  # (position, is image, active)
+    unsure = False  # once marked may pair backticks differently, it may for the rest
     i = 0
     while True:
         m = _INLINE_SPECIAL.search(s, i)
@@ -882,8 +914,9 @@ def _scan_inline(blk: _Inline, refs: dict[str, str], found: _Found, text_end: in
                 close = run[k]
                 span = (blk.abs(q), blk.abs_end(close))
                 body = s[q:close]
-                if not _UNSURE_CODE.search(body) and s[p - 1 : p] != "~":
-                    found.code.append(span)
+                unsure = unsure or bool(_UNSURE_CODE.search(body)) or s[p - 1 : p] == "~"
+                if not unsure:
+                    found.spans.append((blk.abs(p), span[0], span[1], span[1] + q - p))
                 elif blk.kind != "table" or "|" not in body:
                     # a table cell splits at "|", even in code; marked lexes ~del~
                     # and *em* (across ``double`` spans) first, so a "~", "*" or "_"
@@ -981,6 +1014,20 @@ def _read(text: str) -> _Found:
     for blk in blocks:
         if _INLINE_SPECIAL.search(blk.s):
             _scan_inline(blk, refs, found, text_end)
+    # Renderers group lines into paragraphs differently (marked's lists): a
+    # backtick that is not a delimiter of a sure span, outside a sure fence, may
+    # pair with a later one there, so no span after it is sure.
+    found.spans.sort()
+    delims = {a for a, _b, _c, _d in found.spans} | {c for _a, _b, c, _d in found.spans}
+    fences = _Ranges(doc.fences)
+    stray = len(text)
+    for m in _BACKTICKS.finditer(text):
+        p = m.start()
+        if p not in delims and p not in fences:
+            stray = p
+            break
+    for a, b, c, _d in found.spans:
+        (found.code if a < stray else found.weak).append((b, c))
     found.code.sort()
     found.images.sort()
     found.links.sort()
@@ -1197,7 +1244,7 @@ def _one_pass(text: str, image_label: Callable[[str], str | None] | None, trust_
                 edits.append((p, m.end(), "\\\\"))
     if not edits:
         return text
-    edits.sort(key=lambda e: (e[0], e[0] - e[1]))
+    edits = sorted(set(edits), key=lambda e: (e[0], e[0] - e[1]))
     out: list[str] = []
     pos = 0
     for s0, e0, rep in edits:
