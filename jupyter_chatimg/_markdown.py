@@ -214,13 +214,13 @@ class _Block:
         "fence_offset",
         "first_child",
         "html_type",
-        "lazy",
-        "span",
-        "sure",
         "kind",
+        "lazy",
         "lines",
         "marker_offset",
         "padding",
+        "span",
+        "sure",
     )
 
     def __init__(self, kind: str) -> None:
