@@ -48,8 +48,12 @@ _DETAILS = [
     ("detail: high", "high"),
 ]
 DEFAULT_TEMPERATURE = 1.0
-STOP_JOIN_SECONDS = 5.0
-"""How long ``stop()`` waits for the worker to hand back the partial reply."""
+STOP_JOIN_SECONDS = 1.0
+"""How long ``stop()`` waits for the worker to hand back the partial reply.
+
+Closing the connection ends a streaming reply within milliseconds; a request
+still waiting for the response headers only ends at its read timeout, so the
+panel goes on without it after this long."""
 
 
 @dataclass
@@ -354,8 +358,10 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
             else:
                 detached = False
         if detached:
+            line = "stopped; the request is still closing in the background"
+            self.result = ChatResult(error=StreamError(line, partial=None))
             self._set_busy(False)
-            self._report("stopped; the connection is still closing in the background")
+            self._report(line)
 
     def clear(self) -> None:
         """Start over: stop any reply, empty the transcript, history and conversation."""
@@ -397,6 +403,14 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
             for image in turn.images:
                 bundles.append(image_bundle(image))
         return bundles
+
+    def close(self) -> None:
+        """Stop any reply and close the panel and every widget in it."""
+        if hasattr(self, "_lock"):
+            self.stop()
+        for child in tuple(getattr(self, "children", ())):
+            close_all(child)
+        super().close()
 
     def __repr__(self) -> str:
         # Deterministic and short: it is the text/plain saved with the widget's output.
@@ -475,16 +489,15 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
                 sink.update("*⚠ " + _escape(error) + "*", error, final=True, metadata=None)
         turn.result = result
         turn.reply_markdown = sink.markdown
-        if result.text or result.images:
-            max_side = settings.max_side
-            try:
-                returned = [encode_pil(im, max_side=max_side) for im in result.images]
-            except ChatImgError:
-                returned = []
-            self._conversation.add_turn(user, result.text, returned)
+        returned: list[str] = []
+        with contextlib.suppress(Exception):  # a returned image we cannot re-encode stays out
+            returned = [encode_pil(im, max_side=settings.max_side) for im in result.images]
         with self._lock:
+            # A worker that Stop gave up waiting for records nothing: the panel moved on.
             current = generation == self._generation
             if current:
+                if result.text or result.images:
+                    self._conversation.add_turn(user, result.text, returned)
                 self.result = result
                 self._worker = None
                 self._cancel = None

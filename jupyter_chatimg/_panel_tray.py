@@ -17,7 +17,7 @@ from typing import Any
 import ipywidgets as widgets
 from PIL import Image
 
-from ._errors import ChatImgError, ImageInputError
+from ._errors import ChatImgError, ImageInputError, one_line
 from ._images import decode_data_uri, is_image_like, to_image_urls
 from ._panel_sink import THUMB_SIDE, thumbnail
 
@@ -90,6 +90,12 @@ def close_all(widget: widgets.Widget) -> None:
     for child in getattr(widget, "children", ()):
         close_all(child)
     widget.close()
+
+
+def _one_line_error(exc: Exception) -> str:
+    if isinstance(exc, ChatImgError):
+        return str(exc)
+    return one_line(f"could not attach the image: {type(exc).__name__}: {exc}")
 
 
 def _png(image: Image.Image) -> bytes:
@@ -171,8 +177,8 @@ class ImageTray:
             return
         try:
             self.add(namespace[name], label=name)
-        except ChatImgError as exc:
-            self._report(str(exc))
+        except Exception as exc:  # a button callback: one line in the status, no traceback
+            self._report(_one_line_error(exc))
 
     # -- uploads -----------------------------------------------------------------
 
@@ -184,8 +190,8 @@ class ImageTray:
             name = str(item.get("name") or "upload")
             try:
                 self.add(bytes(item["content"]), label=name)
-            except ChatImgError as exc:
-                self._report(str(exc))
+            except Exception as exc:  # an upload callback: one line in the status
+                self._report(_one_line_error(exc))
         self.upload.value = ()  # the bytes live in the tray now, not in widget state
 
     # -- attachments -------------------------------------------------------------

@@ -8,6 +8,7 @@ import io
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from IPython.utils.capture import capture_output
 from PIL import Image
 
 import jupyter_chatimg as ci
-from jupyter_chatimg._panel import ChatPanel
+from jupyter_chatimg._panel import STOP_JOIN_SECONDS, ChatPanel
 from jupyter_chatimg._panel_keys import KEY_SCRIPT, SEND_MARKER
 from jupyter_chatimg._panel_tray import namespace_images
 
@@ -178,6 +179,30 @@ def test_stop_mid_reply_keeps_partial_text_and_panel_is_usable_at_once(panel: Ch
     roles = [m["role"] for m in request["messages"]]
     assert roles == ["user", "assistant", "user"]
     assert request["messages"][1]["content"] == partial.text
+
+
+def test_stop_before_the_first_byte_frees_the_panel_at_once(clean_env: pytest.MonkeyPatch) -> None:
+    # A request waiting for response headers cannot be interrupted; the panel goes on without it.
+    panel = ChatPanel(timeout=3, model="demo-vision@hang")
+    try:
+        panel.prompt.value = "hello?"
+        panel.send()
+        assert panel.busy and not panel.wait(0.2)
+        started = time.monotonic()
+        panel.stop()
+        assert time.monotonic() - started < STOP_JOIN_SECONDS + 1.0
+        assert not panel.busy and not panel.send_button.disabled
+        assert panel.status.value == "⚠ stopped; the request is still closing in the background"
+        assert isinstance(panel.result.error, ci.StreamError)  # type: ignore[union-attr]
+        panel.model.value = "demo-vision"
+        panel.prompt.value = "What is 6 * 7?"
+        panel.send()
+        assert panel.wait(WAIT)
+        assert "42" in panel.result.text  # type: ignore[union-attr]
+        # only the finished turn went into the conversation
+        assert [m["role"] for m in panel.result.request["messages"]] == ["user"]  # type: ignore[union-attr,index]
+    finally:
+        panel.close()
 
 
 def closed_port() -> int:
