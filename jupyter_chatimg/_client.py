@@ -23,7 +23,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import httpx
 from httpx_sse import EventSource
 
-from ._config import Settings, host_of
+from ._config import Settings
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -55,6 +55,10 @@ Resolver = Callable[[str, int], list[str]]
 
 DEFAULT_IMAGE_TRANSPORT: httpx.BaseTransport | None = None
 """Transport for image downloads when none is passed (a hook for tests and proxies)."""
+
+DEFAULT_SLEEP: Callable[[float], None] | None = None
+"""How a ``Client`` made without ``sleep=`` waits between retries (a hook for tests);
+None: wait on the request's ``Cancel``, so that Stop ends the wait at once."""
 
 
 def resolve_host(host: str, port: int) -> list[str]:
@@ -132,7 +136,7 @@ class Client:
         self.settings = settings
         self._transport = transport
         self._resolver = resolver
-        self._sleep = sleep
+        self._sleep = sleep if sleep is not None else DEFAULT_SLEEP
         self.attempts: list[tuple[int | None, float]] = []
         """(status or None for a connection error, delay before the next try) per failed try."""
 
@@ -262,7 +266,7 @@ class Client:
                 received += len(sse.data)
                 if received > limit:
                     raise StreamError(
-                        f"the reply passed the size limit of {limit // 1_000_000} MB and was cut; "
+                        f"the reply passed the size limit of {_size(limit)} and was cut; "
                         "raise ChatImg.max_reply_bytes if you trust this endpoint",
                         partial=parser.result(),
                     )
@@ -305,7 +309,7 @@ class Client:
         declared = response.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             raise APIError(
-                f"the reply is {int(declared) // 1_000_000} MB, above the limit of {limit // 1_000_000} MB; "
+                f"the reply is {_size(int(declared))}, above the limit of {_size(limit)}; "
                 "raise ChatImg.max_reply_bytes if you trust this endpoint",
                 status=response.status_code,
             )
@@ -317,7 +321,7 @@ class Client:
                 buf += piece
                 if len(buf) > limit:
                     raise APIError(
-                        f"the reply passed the size limit of {limit // 1_000_000} MB; "
+                        f"the reply passed the size limit of {_size(limit)}; "
                         "raise ChatImg.max_reply_bytes if you trust this endpoint",
                         status=response.status_code,
                     )
@@ -403,20 +407,27 @@ class Client:
             delay = retry_delay(attempt, resp_headers)
             self.attempts.append((status, delay))
             if on_retry is not None:
-                what = f"HTTP {status}" if status else type(error).__name__
+                what = f"HTTP {status} from {self.settings.host}" if status else error.message
                 on_retry(
-                    f"{what} from {self.settings.host}; retrying in {delay:.1f} s ({attempt + 1}/{self.settings.max_retries})"
+                    f"{what.split(';')[0]}; retrying in {delay:.1f} s "
+                    f"({attempt + 1}/{self.settings.max_retries})"
                 )
-            if cancel is not None:
-                if cancel.wait(delay):
-                    raise StreamError(
-                        f"{cancel.reason} before the reply began", partial=ChatResult()
-                    )
-            elif self._sleep is not None:
-                self._sleep(delay)
-            else:
-                time.sleep(delay)
+            if self._wait(delay, cancel):
+                raise StreamError(
+                    f"{cancel.reason if cancel else 'stopped'} before the reply began",
+                    partial=ChatResult(),
+                )
             attempt += 1
+
+    def _wait(self, delay: float, cancel: Cancel | None) -> bool:
+        """Wait ``delay`` seconds before a retry; True if the request was cancelled."""
+        if self._sleep is not None:
+            self._sleep(delay)
+            return cancel is not None and cancel.is_set
+        if cancel is not None:
+            return cancel.wait(delay)
+        time.sleep(delay)
+        return False
 
     def _timeout_of(self, exc: Exception) -> float:
         if isinstance(exc, httpx.ConnectTimeout):
@@ -431,7 +442,7 @@ class Client:
         payload: bytes | None,
         headers: dict[str, str],
     ) -> httpx.Response:
-        origin = host_of(url)
+        origin = _origin(url)
         for _ in range(MAX_REDIRECTS + 1):
             request = http.build_request(method, url, content=payload, headers=headers)
             response = http.send(request, stream=True)
@@ -442,8 +453,9 @@ class Client:
                 return response
             target = urljoin(url, response.headers["location"])
             response.close()
-            if host_of(target) != origin:
-                # The key goes only to the endpoint's host.
+            if _origin(target) != origin:
+                # The key goes only to the endpoint's host (same scheme and port, too:
+                # never in clear text after a redirect from https to http).
                 headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
             if response.status_code == 303:
                 method, payload = "GET", None
@@ -466,6 +478,25 @@ class Client:
             error.hint = f"check the model name ({s.model!r}) and the base URL; %chatimg_models lists the models"
         elif isinstance(error, BadRequestError) and "stream_options" in error.message:
             error.hint = "this server rejects stream_options"
+
+
+def _size(n: int) -> str:
+    """``n`` bytes for a message: 512 bytes, 40 KB, 3.5 MB."""
+    if n < 1000:
+        return f"{n} bytes"
+    if n < 1_000_000:
+        return f"{n / 1000:.3g} KB"
+    return f"{n / 1_000_000:.3g} MB"
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), port or default
 
 
 def _reason(exc: BaseException) -> str:
@@ -601,14 +632,14 @@ def fetch_image(
                 declared = response.headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > max_bytes:
                     raise ImageInputError(
-                        f"not fetched: {int(declared) // 1_000_000} MB is above the {max_bytes // 1_000_000} MB limit"
+                        f"not fetched: {_size(int(declared))} is above the {_size(max_bytes)} limit"
                     )
                 buf = bytearray()
                 for piece in response.iter_bytes():
                     buf += piece
                     if len(buf) > max_bytes:
                         raise ImageInputError(
-                            f"not fetched: larger than the {max_bytes // 1_000_000} MB limit"
+                            f"not fetched: larger than the {_size(max_bytes)} limit"
                         )
                     if time.monotonic() > deadline:
                         raise ImageInputError(f"not fetched: took longer than {timeout:g} s")
