@@ -19,8 +19,10 @@ closed, items not done get an error, and the results so far are returned.
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
+import ssl
 import sys
 import threading
 import time
@@ -28,6 +30,8 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+import httpx
 
 from ._chat import _settings_for, _split_kwargs, digest_request, history_text, prepare_request, send
 from ._client import MAX_RETRY_AFTER, Cancel, retry_delay
@@ -49,6 +53,8 @@ __all__ = ["MAX_RATE_LIMIT_RETRIES", "RateGate", "chat_many", "results_table", "
 
 MAX_RATE_LIMIT_RETRIES = 10
 """How many 429s one item may meet before it is recorded as failed."""
+INTERRUPT_GRACE = 1.0
+"""Seconds an interrupted batch waits for requests in flight to close."""
 THUMBNAIL = 96
 """Side in pixels of the thumbnails in the results table."""
 _TEXT_IN_TABLE = 400
@@ -58,8 +64,10 @@ class RateGate:
     """A concurrency limit that adapts to 429s (AIMD) with a shared pause.
 
     ``acquire`` blocks while ``limit`` requests are in flight or a pause is
-    on; ``rate_limited`` halves the limit (once per pause) and pauses
-    everyone; ``succeeded`` raises the limit by ``1/limit``.
+    on, and returns the epoch the request is sent in; ``rate_limited`` pauses
+    everyone and halves the limit, once per epoch: the 429s of requests sent
+    before the last decrease (under the old limit) do not decrease it again;
+    ``succeeded`` raises the limit by ``1/limit``.
     """
 
     def __init__(self, limit: int, *, clock: Callable[[], float] = time.monotonic) -> None:
@@ -68,6 +76,7 @@ class RateGate:
         self.active = 0
         self.paused_until = 0.0
         self.rate_limits = 0
+        self.epoch = 0
         self.peak = 0
         self._clock = clock
         self._cond = threading.Condition()
@@ -78,17 +87,17 @@ class RateGate:
         """Requests allowed in flight now."""
         return max(1, int(self.limit))
 
-    def acquire(self) -> bool:
-        """Wait for a slot; False when the gate was closed (the batch is stopping)."""
+    def acquire(self) -> int | None:
+        """Wait for a slot; return the epoch, or None when the gate was closed."""
         with self._cond:
             while True:
                 if self._closed:
-                    return False
+                    return None
                 wait = self.paused_until - self._clock()
                 if wait <= 0 and self.active < self.allowed:
                     self.active += 1
                     self.peak = max(self.peak, self.active)
-                    return True
+                    return self.epoch
                 self._cond.wait(wait if wait > 0 else None)
 
     def release(self) -> None:
@@ -101,12 +110,14 @@ class RateGate:
             self.limit = min(float(self.max_limit), self.limit + 1.0 / self.limit)
             self._cond.notify_all()
 
-    def rate_limited(self, delay: float) -> None:
+    def rate_limited(self, delay: float, epoch: int | None = None) -> None:
+        """A 429 for a request sent in ``epoch`` (None: count it as current)."""
         with self._cond:
             now = self._clock()
             self.rate_limits += 1
-            if now >= self.paused_until:  # one decrease per pause, not one per 429
+            if epoch is None or epoch >= self.epoch:
                 self.limit = max(1.0, self.limit / 2)
+                self.epoch += 1
             self.paused_until = max(self.paused_until, now + max(0.0, delay))
             self._cond.notify_all()
 
@@ -211,6 +222,12 @@ class _WidgetProgress:
         update_display(table, raw=True, display_id=self.display_id)  # type: ignore[no-untyped-call]
 
 
+@functools.lru_cache(maxsize=1)
+def _ssl_context() -> ssl.SSLContext:
+    # Loading the CA bundle takes ~50-80 ms of CPU: once per process, not per request.
+    return httpx.create_ssl_context()
+
+
 def _thumb_of_image(image: Any) -> str | None:
     try:
         small = image.copy()
@@ -260,7 +277,8 @@ def results_table(
     """
     failed = sum(1 for r in results if r.error is not None)
     took = f" in {elapsed:.1f} s" if elapsed is not None else ""
-    summary = f"{len(results)} items, {len(results) - failed} ok, {failed} failed{took}"
+    count = f"{len(results)} item" + ("" if len(results) == 1 else "s")
+    summary = f"{count}, {len(results) - failed} ok, {failed} failed{took}"
     rows = []
     plain = [summary]
     for i, r in enumerate(results):
@@ -361,14 +379,16 @@ class _Batch:
             self.lock.notify_all()
 
     def worker(self) -> None:
-        while (index := self._take()) is not None:
-            try:
-                result = self._run(index)
-            except BaseException as exc:  # never lose an item to a bug in one of them
-                result = _failed(exc, None, None)
-            self._finish(index, result)
+        # One transport per worker: its own connections, one shared TLS context.
+        with httpx.HTTPTransport(verify=_ssl_context()) as transport:
+            while (index := self._take()) is not None:
+                try:
+                    result = self._run(index, transport)
+                except BaseException as exc:  # never lose an item to a bug in one of them
+                    result = _failed(exc, None, None)
+                self._finish(index, result)
 
-    def _run(self, index: int) -> ChatResult:
+    def _run(self, index: int, transport: httpx.BaseTransport) -> ChatResult:
         item = self.items[index]
         try:
             p = prepare_request(
@@ -385,13 +405,14 @@ class _Batch:
         settings = p.settings.with_overrides(max_retries=0)  # retries are the batch's job
         rate_tries = other_tries = 0
         while True:
-            if not self.gate.acquire():
+            epoch = self.gate.acquire()
+            if epoch is None:
                 return _failed(ChatImgError("not run: the batch was stopped"), settings, p.body)
             cancel = Cancel()
             with self.lock:
                 self.cancels.add(cancel)
             try:
-                result = send(settings, p.body, display=False, cancel=cancel)
+                result = send(settings, p.body, display=False, cancel=cancel, transport=transport)
             except RateLimitError as exc:
                 if rate_tries >= MAX_RATE_LIMIT_RETRIES:
                     return _failed(exc, settings, p.body)
@@ -401,7 +422,7 @@ class _Batch:
                     if advice is not None and advice <= MAX_RETRY_AFTER
                     else retry_delay(rate_tries)
                 )
-                self.gate.rate_limited(delay)
+                self.gate.rate_limited(delay, epoch)
                 rate_tries += 1
                 continue
             except APIError as exc:
@@ -483,10 +504,18 @@ def run_batch(
         batch.wait(progress, started)
     except KeyboardInterrupt:
         batch.interrupt()
-    for thread in threads:
-        thread.join()
-    stopped = ChatImgError("not run: the batch was interrupted")
-    results = [r if r is not None else _failed(stopped, None, None) for r in batch.results]
+        # A request still waiting for its first byte cannot always be closed at
+        # once: give the workers a moment, then return without them.
+        deadline = time.monotonic() + INTERRUPT_GRACE
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    else:
+        for thread in threads:
+            thread.join()
+    stopped = ChatImgError("interrupted: the batch was stopped before this item finished")
+    with batch.lock:
+        done = list(batch.results)
+    results = [r if r is not None else _failed(stopped, None, None) for r in done]
     progress.close(results, batch.thumbs, time.perf_counter() - started)
     return results
 

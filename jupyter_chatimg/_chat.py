@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+
 from . import _cache
 from ._client import Cancel, Client, fetch_result_images
 from ._config import SETTING_NAMES, Settings, resolve_settings
@@ -227,6 +229,7 @@ def send(
     sink: Sink | None = None,
     cancel: Cancel | None = None,
     notes: Sequence[str] = (),
+    transport: httpx.BaseTransport | None = None,
 ) -> ChatResult:
     """Send a prepared request, render it, fetch returned images, record the turn.
 
@@ -259,7 +262,7 @@ def send(
             live.finish(cached)
         _record(cached, settings, body, user if chat else None)
         return cached
-    client = Client(settings)
+    client = Client(settings, transport=transport)
     on_delta = live.on_delta if live is not None else None
     on_retry = live.status if live is not None else None
     try:
