@@ -290,6 +290,11 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
                 return
         text = self.prompt.value.replace(SEND_MARKER, "")
         attachments = list(self.tray.attachments)
+        if not text.strip() and not attachments:
+            empty = ConfigError("empty prompt: type a question, or attach an image")
+            self.result = ChatResult(error=empty)
+            self._report(str(empty))
+            return
         try:
             settings, body, user = self._prepare(text, attachments)
         except ChatImgError as exc:

@@ -110,9 +110,14 @@ class ReplySink:
             self._publish()
 
     def image(self, image: Any, *, metadata: dict[str, Any] | None) -> None:
+        try:
+            output = image_output(image, metadata)
+        except Exception as exc:  # runs in a worker thread: a line, never a traceback
+            line = f"[an image could not be shown: {type(exc).__name__}]"
+            output = markdown_output("*" + line + "*", line)
         with self._lock:
             self.images.append(image)
-            self._images.append(image_output(image, metadata))
+            self._images.append(output)
             self._publish()
 
     def delta(self, text: str) -> None:  # pragma: no cover - wants_deltas is False

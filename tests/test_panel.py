@@ -230,7 +230,7 @@ def test_an_error_shows_one_line_in_the_status(shell: Any) -> None:
 
 def test_bad_input_is_reported_before_anything_is_sent(panel: ChatPanel) -> None:
     panel.send()  # empty prompt, no images
-    assert panel.status.value.startswith("⚠ empty prompt")
+    assert panel.status.value == "⚠ empty prompt: type a question, or attach an image"
     assert panel.entries == () and panel.history == []
     assert isinstance(panel.result.error, ci.ConfigError)  # type: ignore[union-attr]
     with pytest.raises(ci.ImageInputError):
