@@ -11,8 +11,9 @@ coroutine, because some front ends (Colab) do not run the kernel's asyncio
 loop between cells. ``stop()`` sets the request's ``Cancel``, which closes the
 connection at once; the partial reply stays on screen and in ``result``.
 
-The panel keeps its own conversation (not the magic's ``--chat`` one): each
-send carries the earlier turns, and the images the last reply returned.
+The panel keeps its own conversation (not the magic's ``--chat`` one), with
+the same rules: each send carries the earlier whole turns (bounded by
+``history_turns`` / ``history_images``) and the images the last reply returned.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from typing import Any
 import ipywidgets as widgets
 from PIL import Image
 
-from ._chat import list_models, prepare, send
-from ._config import SETTING_NAMES, Settings, configured, resolve_settings
+from ._chat import Prepared, history_text, list_models, prepare_request, send
+from ._config import SETTING_NAMES, configured, resolve_settings
 from ._errors import ChatImgError, ConfigError, StreamError, one_line
 from ._images import encode_pil
 from ._markdown import safe_markdown
@@ -296,7 +297,7 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
             self._report(str(empty))
             return
         try:
-            settings, body, user = self._prepare(text, attachments)
+            prepared = self._prepare(text, attachments)
         except ChatImgError as exc:
             self.result = ChatResult(error=exc)
             self._report(str(exc))
@@ -318,7 +319,7 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
             self._cancel = cancel
             worker = threading.Thread(
                 target=self._run,
-                args=(settings, body, user, turn, ReplySink(reply), cancel, generation),
+                args=(prepared, turn, ReplySink(reply), cancel, generation),
                 name="chatimg-panel",
                 daemon=True,
             )
@@ -440,35 +441,38 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
             params["max_tokens"] = int(self.max_tokens.value)
         return params
 
-    def _prepare(
-        self, text: str, attachments: list[Attachment]
-    ) -> tuple[Settings, dict[str, Any], dict[str, Any]]:
+    def _prepare(self, text: str, attachments: list[Attachment]) -> Prepared:
         overrides = dict(self._overrides)
         overrides["model"] = self.model.value.strip() or None
         overrides["detail"] = self.detail.value or None
         parts: list[Any] = [text]
         parts.extend(item.value for item in attachments)
-        settings, body, user = prepare(
+        prepared = prepare_request(
             parts,
             stream=bool(self.stream.value),
             params=self._request_params(),
             settings_overrides=overrides,
         )
-        # The panel's own conversation: earlier turns, and the images the last reply returned.
-        user = user_message(self._conversation.carry_images(user["content"]))
+        # The panel's own conversation, with the same rules as the magic's --chat:
+        # bounded history, and the images the last reply returned carried along.
+        conversation = self._conversation
+        settings = prepared.settings
+        conversation.bound(settings.history_turns, settings.history_images)
+        note = conversation.take_note()
+        if note:
+            prepared.notes.append(note)
+        prepared.user = user_message(conversation.carry_images(prepared.user["content"]))
         messages: list[dict[str, Any]] = []
         if self.system.value.strip():
             messages.append(system_message(self.system.value))
-        messages.extend(self._conversation.messages())
-        messages.append(user)
-        body["messages"] = messages
-        return settings, body, user
+        messages.extend(conversation.messages())
+        messages.append(prepared.user)
+        prepared.body["messages"] = messages
+        return prepared
 
     def _run(
         self,
-        settings: Settings,
-        body: dict[str, Any],
-        user: dict[str, Any],
+        prepared: Prepared,
         turn: Turn,
         sink: ReplySink,
         cancel: Any,
@@ -476,8 +480,16 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
     ) -> None:
         error = ""
         result: ChatResult
+        settings = prepared.settings
         try:
-            result = send(settings, body, display=True, sink=sink, cancel=cancel)
+            result = send(
+                settings,
+                prepared.body,
+                display=True,
+                sink=sink,
+                cancel=cancel,
+                notes=prepared.notes,
+            )
         except StreamError as exc:
             result = exc.partial or ChatResult(error=exc)
             result.error = result.error or exc
@@ -501,8 +513,9 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
             # A worker that Stop gave up waiting for records nothing: the panel moved on.
             current = generation == self._generation
             if current:
-                if result.text or result.images:
-                    self._conversation.add_turn(user, result.text, returned)
+                # As for --chat: only whole replies go into the conversation.
+                if result.error is None:
+                    self._conversation.add_turn(prepared.user, history_text(result.text), returned)
                 self.result = result
                 self._worker = None
                 self._cancel = None

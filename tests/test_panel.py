@@ -147,6 +147,21 @@ def test_returned_images_are_image_outputs(panel: ChatPanel) -> None:
     text = markdown_of(reply.outputs[0])
     assert "[image 1]" in text and "base64" not in text
 
+    # The conversation goes on: the returned image rides along with the next prompt.
+    panel.prompt.value = "make it grayscale"
+    panel.send()
+    assert panel.wait(WAIT)
+    assert panel.result is not None and panel.result.error is None
+    messages = (panel.result.request or {})["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "user"]
+    assert "[image 1]" in messages[1]["content"] and "data:" not in messages[1]["content"]
+    carried = [p for p in messages[2]["content"] if p["type"] == "image_url"]
+    assert len(carried) == 1
+    (edited,) = panel.images
+    assert edited.size == returned.size
+    r, g, b = edited.convert("RGB").getpixel((edited.width // 2, edited.height // 2))
+    assert r == g == b and r < 200  # the red circle, now gray
+
 
 def test_stop_mid_reply_keeps_partial_text_and_panel_is_usable_at_once(panel: ChatPanel) -> None:
     recorder = Recorder(panel)
@@ -175,10 +190,11 @@ def test_stop_mid_reply_keeps_partial_text_and_panel_is_usable_at_once(panel: Ch
     assert panel.result is not None and panel.result.error is None
     assert len(panel.result.text) > len(partial.text)
     assert panel.status.value == ""
+    # As with --chat, a reply cut short stays on screen and in history but not in the conversation.
     request = panel.result.request or {}
-    roles = [m["role"] for m in request["messages"]]
-    assert roles == ["user", "assistant", "user"]
-    assert request["messages"][1]["content"] == partial.text
+    assert [m["role"] for m in request["messages"]] == ["user"]
+    assert [turn.prompt for turn in panel.history] == ["describe", "and now?"]
+    assert panel.history[0].result is partial
 
 
 def test_stop_before_the_first_byte_frees_the_panel_at_once(clean_env: pytest.MonkeyPatch) -> None:
