@@ -169,7 +169,8 @@ class ChatImg(Magics):
             raise ConfigError(
                 "empty prompt: write a question in the cell, or attach an image with --image NAME"
             )
-        parts: list[Any] = list(interpolate(args.prompt, namespace))
+        # The cell's own leading and trailing newlines are not part of the prompt.
+        parts: list[Any] = list(interpolate(args.prompt.strip("\n"), namespace))
         parts.extend(
             ImageRef(_evaluate(expr, namespace, "--image"), f"--image {expr}")
             for expr in args.images

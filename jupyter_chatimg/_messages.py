@@ -157,9 +157,12 @@ def content_from_parts(
             if detail:
                 image_url["detail"] = detail
             items.append({"type": "image_url", "image_url": image_url})
-    for item in items:
-        if item["type"] == "text":
-            item["text"] = item["text"].strip("\n") if len(items) == 1 else item["text"]
+    # The cell's own leading and trailing newlines are not part of the prompt.
+    if items and items[0]["type"] == "text":
+        items[0]["text"] = items[0]["text"].lstrip("\n")
+    if items and items[-1]["type"] == "text":
+        items[-1]["text"] = items[-1]["text"].rstrip("\n")
+    items = [item for item in items if item["type"] != "text" or item["text"]]
     if all(item["type"] == "text" for item in items):
         return "".join(item["text"] for item in items)
     return items
