@@ -1,0 +1,192 @@
+"""Interrupting the kernel mid-reply (DESIGN.md section 8).
+
+A real kernel runs ``%%chatimg`` against a server that streams slowly; the test
+interrupts the kernel once some text is on screen and checks that the output
+keeps that text plus one line saying it was interrupted, that there is no
+traceback, that the server saw the connection close, and that the next cell
+runs at once.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import select
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from jupyter_client.manager import start_new_kernel
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class SlowStream:
+    """A loopback server that streams one token every ``interval`` seconds for a long
+    time, and notes the moment the client closes the connection."""
+
+    def __init__(self, interval: float = 0.05, tokens: int = 2000) -> None:
+        self.interval = interval
+        self.tokens = tokens
+        self.sent: list[str] = []
+        self.closed = threading.Event()
+        self.requests = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        self._listener.settimeout(0.1)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = int(
+                next(
+                    (
+                        ln.split(b":")[1]
+                        for ln in head.split(b"\r\n")
+                        if ln.lower().startswith(b"content-length")
+                    ),
+                    b"0",
+                )
+            )
+            while len(body) < length:
+                body += conn.recv(65536)
+            self.requests += 1
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n"
+            )
+            for i in range(self.tokens):
+                token = f" tok{i}"
+                event = {"choices": [{"index": 0, "delta": {"content": token}}]}
+                payload = f"data: {json.dumps(event)}\n\n".encode()
+                try:
+                    conn.sendall(b"%x\r\n%s\r\n" % (len(payload), payload))
+                except OSError:
+                    break
+                self.sent.append(token)
+                readable, _, _ = select.select([conn], [], [], self.interval)
+                if readable and conn.recv(1) == b"":
+                    break  # the client closed its end
+                if self._stop.is_set():
+                    return
+            self.closed.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._listener.close()
+
+
+@pytest.fixture
+def server() -> Iterator[SlowStream]:
+    srv = SlowStream()
+    try:
+        yield srv
+    finally:
+        srv.close()
+
+
+@pytest.fixture
+def kernel(clean_env: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any]]:
+    km, kc = start_new_kernel(kernel_name="python3")
+    try:
+        yield km, kc
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def collect(kc: Any, msg_id: str, until: Any, timeout: float = 30) -> list[dict[str, Any]]:
+    """iopub messages of ``msg_id`` until ``until(messages)`` is true."""
+    messages: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            msg = kc.get_iopub_msg(timeout=0.5)
+        except queue.Empty:
+            continue
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        messages.append(msg)
+        if until(messages):
+            return messages
+    raise TimeoutError(f"waited {timeout} s; got {[m['msg_type'] for m in messages]}")
+
+
+def idle(messages: list[dict[str, Any]]) -> bool:
+    last = messages[-1]
+    return last["msg_type"] == "status" and last["content"]["execution_state"] == "idle"
+
+
+def markdowns(messages: list[dict[str, Any]]) -> list[str]:
+    return [
+        m["content"]["data"]["text/markdown"]
+        for m in messages
+        if m["msg_type"] in ("display_data", "update_display_data")
+        and "text/markdown" in m["content"]["data"]
+    ]
+
+
+def run(kc: Any, code: str) -> list[dict[str, Any]]:
+    return collect(kc, kc.execute(code), idle)
+
+
+def test_interrupt_mid_reply_keeps_the_text_and_says_so(
+    kernel: tuple[Any, Any], server: SlowStream
+) -> None:
+    km, kc = kernel
+    run(kc, "%load_ext jupyter_chatimg")
+    msg_id = kc.execute(f"%%chatimg --base-url {server.url}\nCount slowly.")
+    before = collect(kc, msg_id, lambda ms: any("tok5" in md for md in markdowns(ms)))
+    km.interrupt_kernel()
+    interrupted_at = time.monotonic()
+    after = collect(kc, msg_id, idle)
+
+    # The server saw the connection close, soon after the interrupt.
+    assert server.closed.wait(5)
+    assert time.monotonic() - interrupted_at < 5
+    messages = before + after
+    kinds = [m["msg_type"] for m in messages]
+    assert "error" not in kinds  # no traceback
+    streams = "".join(m["content"]["text"] for m in messages if m["msg_type"] == "stream")
+    assert "Traceback" not in streams and "KeyboardInterrupt" not in streams
+
+    final = markdowns(messages)[-1]
+    text, _, tail = final.partition("\n\n*⚠")
+    assert text.startswith(" tok0 tok1 tok2 tok3 tok4 tok5")
+    kept = text.split()
+    assert kept == [f"tok{i}" for i in range(len(kept))]
+    assert len(kept) <= len(server.sent)
+    assert tail.count("\n") == 0 and "interrupted" in tail
+    assert final.count("⚠") == 1
+
+    # The kernel is usable at once, and the partial result is in `_`.
+    started = time.monotonic()
+    check = run(
+        kc, "print(type(_).__name__, type(_.error).__name__, len(_.text.split()), str(_.error))"
+    )
+    assert time.monotonic() - started < 5
+    out = "".join(m["content"]["text"] for m in check if m["msg_type"] == "stream")
+    name, error, words, line = out.strip().split(" ", 3)
+    assert (name, error, int(words)) == ("ChatResult", "StreamError", len(kept))
+    assert line == ("interrupted by the user; the connection was closed and the partial reply kept")
+    assert server.requests == 1  # never re-sent
