@@ -447,3 +447,20 @@ def test_panel_magic_displays_a_panel(shell: Any) -> None:
         assert shown.data["text/plain"] == repr(panel)
     finally:
         panel.close()
+
+
+def test_picker_follows_the_notebook_after_each_cell(shell: Any) -> None:
+    panel = ChatPanel()
+    try:
+        shell.run_cell("from PIL import Image as _I\npanel_pic = _I.new('RGB', (12, 10), 'green')")
+        assert ("panel_pic (PIL 12x10 RGB)", "panel_pic") in panel.tray.picker.options
+        panel.tray.picker.value = "panel_pic"
+        panel.tray.add_button.click()
+        assert panel.attachments[0].value is shell.user_ns["panel_pic"]
+        shell.run_cell("del panel_pic")
+        assert "panel_pic" not in [name for _, name in panel.tray.picker.options]
+    finally:
+        panel.close()
+    shell.run_cell("x_after_close = 1")  # a closed panel stops listening, quietly
+    hooks = shell.events.callbacks["post_run_cell"]
+    assert not any(getattr(h, "__qualname__", "").startswith("ChatPanel.") for h in hooks)
