@@ -300,6 +300,40 @@ class ChatImg(Magics):
         return None
 
 
+class _Figures:
+    """The matplotlib figure that was current when the last cell ended.
+
+    The inline backend shows every open figure after a cell and then closes
+    it, so by the next cell ``plt.gcf()`` would make a new, empty figure.
+    Remembering the last one lets ``--image plt`` mean the figure just seen.
+    """
+
+    def __init__(self) -> None:
+        self.last: Any = None
+
+    def remember(self, *args: Any) -> None:
+        if "matplotlib.pyplot" not in sys.modules:  # never import matplotlib for this
+            return
+        from matplotlib._pylab_helpers import Gcf
+
+        manager = Gcf.get_active()
+        if manager is not None:
+            self.last = manager.canvas.figure
+
+    def current(self, pyplot: Any) -> Any:
+        if pyplot.get_fignums():
+            return pyplot.gcf()
+        if self.last is not None:
+            return self.last
+        raise ImageInputError(
+            "--image plt: no matplotlib figure has been drawn; plot something first "
+            "(or pass the Figure itself)"
+        )
+
+
+_figures = _Figures()
+
+
 def _evaluate(expr: str, namespace: dict[str, Any], option: str) -> Any:
     try:
         value = eval(expr, namespace)
@@ -313,7 +347,7 @@ def _evaluate(expr: str, namespace: dict[str, Any], option: str) -> Any:
         ) from None
     module = getattr(value, "__name__", "")
     if module == "matplotlib.pyplot":
-        value = value.gcf()
+        value = _figures.current(value)
     return value
 
 
@@ -334,3 +368,8 @@ def _tools(expr: str, namespace: dict[str, Any]) -> Any:
 
 def load_ipython_extension(ipython: Any) -> None:
     ipython.register_magics(ChatImg(shell=ipython, config=ipython.config))
+    # First in line, before the inline backend's own hook closes the figures.
+    callbacks = ipython.events.callbacks["post_execute"]
+    if _figures.remember in callbacks:
+        callbacks.remove(_figures.remember)
+    callbacks.insert(0, _figures.remember)

@@ -124,3 +124,29 @@ def test_models_magic_says_one_line_when_the_server_has_none(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.startswith("chatimg: HTTP 404") and captured.err.count("\n") == 1
+
+
+def test_image_plt_after_the_inline_backend_closed_the_figure(
+    ipython_shell: Any, replay_server: ReplayServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("matplotlib")
+    from jupyter_chatimg import _magic
+
+    replay_server.add_json("POST", CHAT, OK)
+    shell = ipython_shell
+    shell.run_cell(
+        "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
+        "fig = plt.figure(figsize=(2, 1), dpi=50, facecolor='blue')\n"
+        "fig.add_axes((0, 0, 1, 1)).axis('off')"
+    )
+    plt = shell.user_ns["plt"]
+    plt.close("all")  # what the inline backend does once it has shown the figure
+    line = f"--base-url {replay_server.url} --no-stream --image plt"
+    shell.run_cell_magic("chatimg", line, "Explain the plot.")
+    (img,) = sent_images(replay_server)
+    assert img.getpixel((img.size[0] // 2, img.size[1] // 2)) == (0, 0, 255)
+    assert plt.get_fignums() == []  # no empty figure was made on the way
+    _magic._figures.last = None
+    shell.run_cell_magic("chatimg", line, "Explain the plot.")
+    assert "--image plt: no matplotlib figure has been drawn" in capsys.readouterr().err
+    assert len(replay_server.requests) == 1
