@@ -142,8 +142,12 @@ class Client:
 
     # -- the endpoint ---------------------------------------------------------
 
-    def _headers(self) -> dict[str, str]:
-        headers = {"User-Agent": USER_AGENT, "Accept": "application/json, text/event-stream"}
+    def _headers(self) -> httpx.Headers:
+        # httpx.Headers masks Authorization in its repr: a verbose traceback that shows
+        # local variables (IPython's %xmode Verbose) must not show the key.
+        headers = httpx.Headers(
+            {"User-Agent": USER_AGENT, "Accept": "application/json, text/event-stream"}
+        )
         if self.settings.api_key is not None:
             headers["Authorization"] = "Bearer " + self.settings.api_key.reveal()
         return headers
@@ -440,7 +444,7 @@ class Client:
         method: str,
         url: str,
         payload: bytes | None,
-        headers: dict[str, str],
+        headers: httpx.Headers,
     ) -> httpx.Response:
         origin = _origin(url)
         for _ in range(MAX_REDIRECTS + 1):
@@ -456,7 +460,8 @@ class Client:
             if _origin(target) != origin:
                 # The key goes only to the endpoint's host (same scheme and port, too:
                 # never in clear text after a redirect from https to http).
-                headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+                headers = headers.copy()
+                headers.pop("authorization", None)
             if response.status_code == 303:
                 method, payload = "GET", None
             url = target

@@ -13,7 +13,7 @@ named for it with ``api_key_env``.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -154,6 +154,31 @@ def _clean_base_url(url: str, origin: str) -> str:
     return url
 
 
+class _QuietEnv(Mapping[str, str]):
+    """The environment, read-only, with a repr that shows no values.
+
+    A traceback that prints local variables (IPython's ``%xmode Verbose``) would
+    otherwise print ``os.environ``, keys included.
+    """
+
+    __slots__ = ("_env",)
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def __getitem__(self, name: str) -> str:
+        return self._env[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._env)
+
+    def __len__(self) -> int:
+        return len(self._env)
+
+    def __repr__(self) -> str:
+        return f"<environment: {len(self._env)} variables>"
+
+
 def _key_from_env(name: str, env: Mapping[str, str]) -> Secret | None:
     value = env.get(name, "").strip()
     return Secret(value) if value else None
@@ -171,7 +196,7 @@ def resolve_settings(
     ``config`` the ``%config`` values (default: those recorded by the
     configurable), ``env`` the environment (default: ``os.environ``).
     """
-    env = os.environ if env is None else env
+    env = _QuietEnv(os.environ if env is None else env)
     config = _configured if config is None else config
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     unknown = set(given) - SETTING_NAMES
