@@ -125,3 +125,17 @@ def test_main_command_in_a_fresh_clone(tmp_path: Path) -> None:
         ["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True, check=True
     ).stdout
     assert status == "", status
+
+
+def test_every_magic_option_and_setting_is_documented() -> None:
+    from jupyter_chatimg._magic import _TRAITS
+    from jupyter_chatimg._magic_args import _PARSER
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    options = {
+        s for action in _PARSER._actions for s in action.option_strings if s.startswith("--")
+    }
+    missing = sorted(o for o in options if f"`{o}" not in readme)
+    assert missing == [], f"options not in the README's table: {missing}"
+    unlisted = sorted(name for name in _TRAITS if f"| `{name}` |" not in readme)
+    assert unlisted == [], f"%config settings not in the README's table: {unlisted}"
