@@ -247,7 +247,7 @@ class StreamParser:
             self.done = self.saw_done = True
             return []
         obj = _loads(stripped)
-        if not isinstance(obj, Mapping):
+        if type(obj) is not dict and not isinstance(obj, Mapping):
             self.skipped += 1
             return []
         if obj.get("error"):
@@ -260,15 +260,16 @@ class StreamParser:
         self.model = obj.get("model") or self.model
         self.id = obj.get("id") or self.id
         self.system_fingerprint = obj.get("system_fingerprint") or self.system_fingerprint
-        if isinstance(obj.get("usage"), Mapping):
-            self.usage = dict(obj["usage"])
+        usage = obj.get("usage")
+        if usage is not None and isinstance(usage, Mapping):
+            self.usage = dict(usage)
         deltas: list[Delta] = []
         choices = obj.get("choices")
         if not isinstance(choices, list):
             return deltas
         error_reason = None
         for raw_choice in choices:
-            if not isinstance(raw_choice, Mapping):
+            if type(raw_choice) is not dict and not isinstance(raw_choice, Mapping):
                 continue
             delta = self._feed_choice(raw_choice)
             if delta is not None:
@@ -286,11 +287,15 @@ class StreamParser:
     def _feed_choice(self, raw: Mapping[str, Any]) -> Delta | None:
         index = raw.get("index", 0)
         index = index if isinstance(index, int) else 0
-        state = self._choices.setdefault(index, _ChoiceState(index))
+        state = self._choices.get(index)
+        if state is None:
+            state = self._choices[index] = _ChoiceState(index)
+        # Once per streamed token: dict checks first (json gives dicts), the ABC check after.
         body: Mapping[str, Any] = {}
         for key in ("delta", "message"):
-            if isinstance(raw.get(key), Mapping):
-                body = raw[key]
+            value = raw.get(key)
+            if value is not None and (type(value) is dict or isinstance(value, Mapping)):
+                body = value
                 break
         out = Delta(index)
         content = body.get("content")
@@ -303,15 +308,18 @@ class StreamParser:
                 state.text.append(text)
                 out.text = text
             out.images.extend(self._add_images(state, urls))
-        out.images.extend(self._add_images(state, _image_list(body.get("images"))))
+        images = body.get("images")
+        if images is not None:
+            out.images.extend(self._add_images(state, _image_list(images)))
         refusal = body.get("refusal")
-        if isinstance(refusal, str) and refusal:
+        if refusal and isinstance(refusal, str):
             state.refusal.append(refusal)
             out.refusal = refusal
-        if isinstance(body.get("tool_calls"), list):
-            _merge_tool_calls(state.tool_calls, body["tool_calls"])
+        tool_calls = body.get("tool_calls")
+        if tool_calls is not None and isinstance(tool_calls, list):
+            _merge_tool_calls(state.tool_calls, tool_calls)
         reason = raw.get("finish_reason")
-        if isinstance(reason, str) and reason:
+        if reason and isinstance(reason, str):
             state.finish_reason = reason
             out.finish_reason = reason
         if out.text or out.images or out.refusal or out.finish_reason:
