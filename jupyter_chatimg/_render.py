@@ -188,7 +188,11 @@ class LiveReply:
         self._texts: dict[int, list[str]] = {}
         self._image_urls: dict[int, list[str]] = {}
         self._refusals: dict[int, str] = {}
+        self._wants_deltas = self.sink.wants_deltas
         self._last_sent = -1e9
+        self._hold_until = -1e9
+        self._length = 0
+        self._shown_text = False
         self._dirty = False
         self._timer: threading.Timer | None = None
         self._closed = False
@@ -218,21 +222,40 @@ class LiveReply:
 
     def on_delta(self, delta: Delta, parser: StreamParser | None = None) -> None:
         """Take one delta; send an update if the coalescing window allows."""
+        # The hot path of a stream: one call per token, so it does as little as it can.
+        text = delta.text
         with self._lock:
             if self._closed:
                 return
-            if delta.text:
-                self._texts.setdefault(delta.index, []).append(delta.text)
+            if text:
+                parts = self._texts.get(delta.index)
+                if parts is None:
+                    parts = self._texts[delta.index] = []
+                parts.append(text)
+                self._length += len(text)
             if delta.images:
                 self._image_urls.setdefault(delta.index, []).extend(delta.images)
             if delta.refusal:
                 self._refusals[delta.index] = self._refusals.get(delta.index, "") + delta.refusal
             self._status = ""
-        if self.sink.wants_deltas:
-            if delta.text and delta.index == 0:
+            if self._wants_deltas:
+                pass
+            elif self._shown_text:
+                if self._clock() < self._hold_until:
+                    self._dirty = True
+                    if self._timer is None:
+                        self._start_timer()
+                    return
+                if not self._due():
+                    return
+            elif text or delta.images or delta.refusal:
+                # The first text is never held back by the placeholder's window.
+                self._shown_text = True
+        if self._wants_deltas:
+            if text and delta.index == 0:
                 self._print_stable(final=False)
             return
-        self._maybe_send()
+        self._send(final=False)
 
     def _print_stable(self, *, final: bool) -> None:
         """Print the new text of choice 0, images as markers, never half an image."""
@@ -260,19 +283,20 @@ class LiveReply:
     def _interval(self, length: int) -> float:
         return max(self.update_interval, length / BYTES_PER_SECOND)
 
-    def _maybe_send(self) -> None:
-        now = self._clock()
-        with self._lock:
-            length = sum(sum(len(t) for t in parts) for parts in self._texts.values())
-            wait = self._last_sent + self._interval(length) - now
-            if wait > 0:
-                self._dirty = True
-                if self._timer is None:
-                    self._timer = threading.Timer(wait, self._flush)
-                    self._timer.daemon = True
-                    self._timer.start()
-                return
-        self._send(final=False)
+    def _due(self) -> bool:
+        """Under the lock: whether an update may go now; if not, make sure a timer will send it."""
+        if self._clock() >= self._last_sent + self._interval(self._length):
+            return True
+        self._dirty = True
+        if self._timer is None:
+            self._start_timer()
+        return False
+
+    def _start_timer(self) -> None:
+        wait = max(0.0, self._last_sent + self._interval(self._length) - self._clock())
+        self._timer = threading.Timer(wait, self._flush)
+        self._timer.daemon = True
+        self._timer.start()
 
     def _flush(self) -> None:
         with self._lock:
@@ -287,6 +311,8 @@ class LiveReply:
                 return
             self._dirty = False
             self._last_sent = self._clock()
+            # No update before this (the window only widens as the text grows).
+            self._hold_until = self._last_sent + self._interval(self._length)
             if final:
                 self._closed = True
                 if self._timer is not None:
