@@ -217,7 +217,8 @@ class _WidgetProgress:
     def close(self, results: list[ChatResult], thumbs: list[str | None], elapsed: float) -> None:
         from IPython.display import update_display
 
-        self.box.close()
+        for widget in (self.box, self.bar, self.label):
+            widget.close()  # children are not closed with their box
         table = results_table(results, thumbs, elapsed=elapsed)
         update_display(table, raw=True, display_id=self.display_id)  # type: ignore[no-untyped-call]
 
