@@ -20,7 +20,14 @@ CHROMIUM = Path("/usr/bin/chromium")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Resolve the nbval sanitize file against the repository, whatever the cwd."""
+    """Resolve the nbval sanitize file; keep the machine's endpoint settings out.
+
+    The notebooks are checked against the offline demo: a key or base URL in
+    the environment would send them (and the kernels nbval starts, which
+    inherit this environment) to a real endpoint.
+    """
+    for name in [n for n in os.environ if n.startswith(("OPENAI_", "CHATIMG_"))]:
+        del os.environ[name]
     sanitize = getattr(config.option, "nbval_sanitize_with", None)
     if sanitize and not Path(sanitize).exists() and (ROOT / sanitize).exists():
         config.option.nbval_sanitize_with = str(ROOT / sanitize)
