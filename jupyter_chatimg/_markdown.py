@@ -91,10 +91,14 @@ _ENTITY_RE = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0
 _ESCAPE_RE = re.compile(r"\\([!-/:-@\[-`{-~])")
 
 
+def _group1(m: re.Match[str]) -> str:
+    return m.group(1)
+
+
 def _unescape(s: str) -> str:
     """What a renderer makes of a destination, title or label: escapes and entities."""
     if "\\" in s:
-        s = _ESCAPE_RE.sub(r"\1", s)
+        s = _ESCAPE_RE.sub(_group1, s)
     if "&" in s:
         s = html.unescape(s)
     return s
@@ -120,10 +124,17 @@ _MATHSPLIT = re.compile(
 _JL_FENCE = re.compile(r"^(`{3,}|~{3,})[^`\n]*\n[\s\S]*?^\1`*$", re.MULTILINE)
 _JL_CODE = re.compile(r"(^|[^\\])(`+)([^\n]*?[^`\n])\2(?!`)", re.MULTILINE)
 _NL2 = re.compile(r"\n.*\n")
+_MATH_OUTSIDE = re.compile(
+    r"\$\$?|\\(?:begin|end)\{[a-z]*\*?\}|\\[{}$]|@@\d+@@|\\\\(?:\(|\)|\[|\])", re.IGNORECASE
+)
 
 
 def _math_chunks(text: str) -> list[tuple[int, int]]:
-    """Spans that JupyterLab's ``removeMath`` takes out before markdown runs."""
+    """Spans that JupyterLab's ``removeMath`` takes out before markdown runs.
+
+    Same tokens and rules as latex.ts; outside math only the tokens that can
+    start math (or be stored as math, "@@1@@") are looked at, for speed.
+    """
     if "$" not in text and "\\" not in text and "@@" not in text:
         return []
     work = text
@@ -137,53 +148,75 @@ def _math_chunks(text: str) -> list[tuple[int, int]]:
                     if chars[i] == "$":
                         chars[i] = "\x01"
             work = "".join(chars)
-    blocks = _MATHSPLIT.split(work)
-    offs = [0] * (len(blocks) + 1)
-    pos = 0
-    for k, blk in enumerate(blocks):
-        offs[k] = pos
-        pos += len(blk)
-    offs[len(blocks)] = pos
     chunks: list[tuple[int, int]] = []
-    start: int | None = None
-    end: str | None = None
-    last: int | None = None
-    braces = 0
-    i = 1
-    m = len(blocks)
-    while i < m:
-        block = blocks[i]
-        if block[:1] == "@":
-            chunks.append((offs[i], offs[i + 1]))
-        elif start is not None:
-            if block == end:
+    pos = 0
+    n = len(work)
+    while pos < n:
+        m = _MATH_OUTSIDE.search(work, pos)
+        if m is None:
+            break
+        tok = m.group()
+        pos = m.end()
+        if tok[:1] == "@":
+            chunks.append(m.span())
+            continue
+        if tok in ("$", "$$"):
+            end = tok
+        elif tok in ("\\\\(", "\\\\["):
+            end = "\\\\)" if tok[-1] == "(" else "\\\\]"
+        elif tok[1:6] == "begin":
+            end = "\\end" + tok[6:]
+        else:
+            continue
+        start = m.start()
+        last: int | None = None  # end of a closing token seen while braces were open
+        last_pos = 0
+        braces = 0
+        closed = False
+        for t in _MATHSPLIT.finditer(work, pos):
+            tok = t.group()
+            if tok[:1] == "@":
+                chunks.append(t.span())
+            elif tok == end:
                 if braces:
-                    last = i
+                    last, last_pos = t.end(), t.end()
                 else:
-                    chunks.append((offs[start], offs[i + 1]))
-                    start = end = last = None
-            elif _NL2.search(block):
+                    chunks.append((start, t.end()))
+                    pos = t.end()
+                    closed = True
+                    break
+            elif tok[:1] == "\n" and _NL2.search(tok):
                 if last is not None:
-                    i = last
-                    chunks.append((offs[start], offs[i + 1]))
-                start = end = last = None
-                braces = 0
-            elif block == "{":
+                    chunks.append((start, last))
+                    pos = last_pos
+                else:
+                    pos = t.end()
+                closed = True
+                break
+            elif tok == "{":
                 braces += 1
-            elif block == "}" and braces:
+            elif tok == "}" and braces:
                 braces -= 1
-        elif block in ("$", "$$"):
-            start, end, braces = i, block, 0
-        elif block in ("\\\\(", "\\\\["):
-            start, braces = i, 0
-            end = "\\\\)" if block[-1] == "(" else "\\\\]"
-        elif block[1:6] == "begin":
-            start, braces = i, 0
-            end = "\\end" + block[6:]
-        i += 2
-    if start is not None and last is not None:
-        chunks.append((offs[start], offs[last + 1]))
+        if not closed:
+            if last is not None:
+                chunks.append((start, last))
+            break
     return chunks
+
+
+_STRUCTURAL = re.compile(r"[\n`\[\]()<|]")
+
+
+def _chunks_inert(text: str, chunks: list[tuple[int, int]]) -> bool:
+    """Whether cutting the chunks out cannot change code or link structure.
+
+    Inside one line and without backticks, brackets, parentheses, "<" or "|", a
+    chunk can neither end a code span, a destination or a table cell nor join
+    lines; escapes and entities inside it end inside it too.
+    """
+    if "`" not in text and "~~~" not in text:
+        return True  # no code anywhere in either reading
+    return not any(_STRUCTURAL.search(text, a, b) for a, b in chunks)
 
 
 def _filler(text: str, chunks: list[tuple[int, int]]) -> str:
@@ -239,6 +272,7 @@ class _Block:
 
 
 _CONTAINERS = frozenset(("doc", "quote", "item"))
+_MAX_DEPTH = 40
 _ACCEPTS_LINES = frozenset(("para", "table", "fence", "code", "html"))
 _BLOCK_TAGS = (
     "address|article|aside|base|basefont|blockquote|body|caption|center|col|colgroup|dd|"
@@ -268,6 +302,8 @@ _HTML_CLOSE = [
 _MAYBE_SPECIAL = re.compile(r"[#`~*+_=<>0-9|:-]")
 _ATX = re.compile(r"#{1,6}(?:[ \t]+|$)")
 _FENCE_OPEN = re.compile(r"`{3,}(?!.*`)|~{3,}")
+_PARA_SPECIAL = re.compile(r"^(?:[ ]{0,3}(?:[#`~*+_=<>|:0-9\t-]|$)|[ ]*\t|[ \t]*$)", re.MULTILINE)
+_FENCE_LIKE = re.compile(r"^[ ]{0,3}[`~]{3}|^[ ]*\t", re.MULTILINE)
 _MARKED_CLOSE = re.compile(r"[~`]* *")
 _FENCE_CLOSE = re.compile(r"(?:`{3,}|~{3,})(?=[ \t]*$)")
 _SETEXT = re.compile(r"(?:=+|-+)[ \t]*$")
@@ -504,6 +540,8 @@ class _BlockParser:
         rest = line[nn:]
         c0 = rest[:1]
         if not self.indented:
+            if len(self.stack) > _MAX_DEPTH and c0 in ">*+-0123456789":
+                return 0  # deeper nesting is read as text: linear time, and not trusted
             if c0 == ">":
                 self.advance_next_nonspace()
                 self.advance_offset(1, False)
@@ -711,11 +749,52 @@ class _BlockParser:
             self.advance_next_nonspace()
             self.add_line()
 
+    def bulk(self, pos: int, rx: re.Pattern[str], strip: bool) -> int:
+        """Add the lines from ``pos`` up to the next line ``rx`` finds to the tip as is."""
+        text = self.text
+        m = rx.search(text, pos)
+        stop = m.start() if m is not None else len(text)
+        if stop <= pos:
+            return pos
+        tip = self.tip
+        lines = tip.lines
+        while pos < stop:
+            j = text.find("\n", pos, stop)
+            end = stop if j < 0 else j
+            a = pos
+            if strip:
+                while text[a] in " \t":
+                    a += 1
+            lines.append((a, end))
+            pos = end + 1
+        if tip.kind == "fence":
+            tip.span[1] = lines[-1][1]
+        return min(pos, stop)
+
     def parse(self) -> _Doc:
         text = self.text
         pos = 0
         n = len(text)
+        stack = self.stack
         while pos <= n:
+            if len(stack) <= 2 and pos < n and text[pos] == "\n":
+                # fast path: an empty line at top level ends a paragraph
+                if len(stack) == 1 or stack[1].kind in ("para", "table", "html"):
+                    if len(stack) == 2 and stack[1].html_type < 6 and stack[1].kind == "html":
+                        pass
+                    else:
+                        self.close_to(1)
+                        pos += 1
+                        continue
+            if len(stack) == 2 and pos < n:
+                # fast paths: plain lines of a top-level paragraph or fence
+                kind = stack[1].kind
+                if kind == "para":
+                    pos = self.bulk(pos, _PARA_SPECIAL, True)
+                elif kind == "fence":
+                    pos = self.bulk(pos, _FENCE_LIKE, False)
+                if pos >= n:
+                    break
             j = text.find("\n", pos)
             if j < 0:
                 j = n
@@ -741,6 +820,9 @@ _BACKTICKS = re.compile(r"`+")
 _UNSURE_CODE = re.compile(r"[|~*_\n]")
 
 
+_DEST_STOP = re.compile(r"[\x00-\x20()\\]")
+
+
 def _parse_dest(s: str, i: int) -> tuple[int, str] | None:
     """A link destination at ``s[i]``: (end, destination as written) or None."""
     n = len(s)
@@ -756,20 +838,25 @@ def _parse_dest(s: str, i: int) -> tuple[int, str] | None:
         return None
     depth = 0
     j = i
-    while j < n:
+    while True:
+        m = _DEST_STOP.search(s, j)
+        if m is None:
+            j = n
+            break
+        j = m.start()
         c = s[j]
-        if c == "\\" and j + 1 < n and s[j + 1] in _ASCII_PUNCT:
-            j += 2
+        if c == "\\":
+            j += 2 if j + 1 < n and s[j + 1] in _ASCII_PUNCT else 1
             continue
         if c == "(":
             depth += 1
-            if depth > 32:
+            if depth > 10:  # CommonMark allows 32; deeper ones are caught by the nets
                 return None
         elif c == ")":
             if depth == 0:
                 break
             depth -= 1
-        elif c <= " ":
+        else:  # space or control character
             break
         j += 1
     if depth != 0:
@@ -894,6 +981,8 @@ def _scan_inline(blk: _Inline, refs: dict[str, str], found: _Found, text_end: in
             runs.setdefault(len(bt.group()), []).append(bt.start())
     openers: list[tuple[int, bool, bool]] = []  # (position, is image, active)
     unsure = False  # once marked may pair backticks differently, it may for the rest
+    floor = 0  # "[" openers below this index are inactive
+    last_paren = s.rfind(")")
     i = 0
     while True:
         m = _INLINE_SPECIAL.search(s, i)
@@ -940,6 +1029,9 @@ def _scan_inline(blk: _Inline, refs: dict[str, str], found: _Found, text_end: in
         if not openers:
             continue
         op, is_image, active = openers.pop()
+        if len(openers) < floor:
+            floor = len(openers)
+            active = active and is_image
         if not active:
             continue
         inner = s[op + (2 if is_image else 1) : p]
@@ -963,7 +1055,7 @@ def _scan_inline(blk: _Inline, refs: dict[str, str], found: _Found, text_end: in
                 end < 0
                 and is_image
                 and blk.abs_end(n) >= text_end
-                and (")" not in s[p + 2 :] or (d is not None and d[0] >= n))
+                and (last_paren < p + 2 or (d is not None and d[0] >= n))
             ):
                 found.pending = blk.abs(op)
         if end < 0:
@@ -986,7 +1078,7 @@ def _scan_inline(blk: _Inline, refs: dict[str, str], found: _Found, text_end: in
             found.images.append((a, b, inner, dest))
         else:
             found.links.append((a, b, inner, dest))
-            openers = [(q, im, act and im) for q, im, act in openers]
+            floor = len(openers)  # links cannot hold links: earlier "[" go inactive
         i = end
 
 
@@ -1059,6 +1151,7 @@ _MACRO_RE = re.compile(
     r"setOptions)(?![A-Za-z]))"
 )
 _NET_RE = re.compile(r"!\[|\]\([ \t\n]*<?|\[(?:[^\\\[\]\n]|\\.){0,999}\]:[ \t\n]*<?")
+_CLOSE_PAREN = re.compile(r"\)")
 _URL_WORD = re.compile(r"(?:https?://|ftp://|www\.)[^\s<]*", re.IGNORECASE)
 _DEST_END = re.compile(r"[\s)>]")
 
@@ -1116,7 +1209,7 @@ def _one_pass(text: str, image_label: Callable[[str], str | None] | None, trust_
     chunks = _math_chunks(text)
     rb = _read(text)
     filled = _filler(text, chunks)
-    ra = _read(filled) if chunks else rb
+    ra = _read(filled) if chunks and not _chunks_inert(text, chunks) else rb
     b_code = _Ranges(rb.code)
     a_code = _Ranges(ra.code) if ra is not rb else b_code
     math = _Ranges(chunks)
@@ -1180,6 +1273,8 @@ def _one_pass(text: str, image_label: Callable[[str], str | None] | None, trust_
     # (marked, for one, ends destinations differently): no "![" outside code can
     # start an image, and no "](" or "[x]:" can lead to a dangerous scheme.
     parens = rb.parens | ra.parens
+    ticks: list[int] | None = None
+    closing: list[int] = []
     for m in _NET_RE.finditer(text):
         p = m.start()
         if (p in b_code and p in a_code) or _escaped(text, p):
@@ -1192,9 +1287,15 @@ def _one_pass(text: str, image_label: Callable[[str], str | None] | None, trust_
         elif g[0] == "]" and p + 1 not in parens:
             # marked may still end a destination at a later ")": one that holds a
             # backtick would take it away from the code span it opens
-            k = text.find(")", p)
-            if k > 0 and "`" in text[p:k] and "\n\n" not in text[p:k]:
-                edits.append((p + 1, p + 1, "\\"))
+            if ticks is None:
+                ticks = [t.start() for t in _BACKTICKS.finditer(text)]
+                closing = [c.start() for c in _CLOSE_PAREN.finditer(text)]
+            t = bisect_right(ticks, p)
+            c = bisect_right(closing, p)
+            if t < len(ticks) and c < len(closing) and ticks[t] < closing[c]:
+                k = closing[c]
+                if "\n\n" not in text[p : min(k, p + 10000)]:
+                    edits.append((p + 1, p + 1, "\\"))
     # marked's bare-URL autolinks run to the next space or "<", backticks included
     for view in (text, filled) if chunks else (text,):
         for m in _URL_WORD.finditer(view):
