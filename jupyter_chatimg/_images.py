@@ -92,6 +92,7 @@ _TRANSPOSE = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
+_SPACE = re.compile(r"\s+")
 _URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]+):")
 _FOREIGN_SCHEMES = frozenset(
     {"file", "ftp", "ftps", "sftp", "javascript", "vbscript", "blob", "about"}
@@ -400,16 +401,17 @@ def _data_uri_to_url(url: str, bound: int | None, label: str) -> str:
 
 
 def _data_uri_bytes(url: str, label: str) -> bytes:
+    # A returned image can be tens of MB of base64: one copy of the payload, no more.
     text = url.strip() if isinstance(url, str) else ""
     if text[:5].lower() != "data:":
         raise ImageInputError(f"{label}: not a data: URI; pass data:image/png;base64,...")
-    head, comma, payload = text[5:].partition(",")
-    if not comma:
+    comma = text.find(",")
+    if comma < 0:
         raise ImageInputError(
             f"{label}: malformed data: URI (no comma before the data); "
             "pass data:image/png;base64,..."
         )
-    params = [p.strip().lower() for p in head.split(";")]
+    params = [p.strip().lower() for p in text[5:comma].split(";")]
     mime = params[0] or "text/plain"
     if not mime.startswith("image/"):
         raise ImageInputError(
@@ -421,7 +423,10 @@ def _data_uri_bytes(url: str, label: str) -> bytes:
             f"{label}: the data: URI is not base64-encoded; "
             f"encode the image as data:{mime};base64,..."
         )
-    clean = re.sub(r"\s+", "", payload)
+    clean = text[comma + 1 :]
+    del text
+    if _SPACE.search(clean):
+        clean = _SPACE.sub("", clean)
     if not clean:
         raise ImageInputError(f"{label}: the data: URI holds no data; check where it came from")
     if len(clean) > MAX_INPUT_BYTES * 4 // 3 + 4:
@@ -433,7 +438,8 @@ def _data_uri_bytes(url: str, label: str) -> bytes:
         clean = clean.replace("-", "+").replace("_", "/")
     clean += "=" * (-len(clean.rstrip("=")) % 4) if "=" not in clean else ""
     try:
-        return base64.b64decode(clean, validate=True)
+        # a2b_base64 reads an ASCII str in place (b64decode would copy it to bytes first)
+        return binascii.a2b_base64(clean, strict_mode=True)
     except (binascii.Error, ValueError) as exc:
         raise ImageInputError(
             f"{label}: the data: URI holds invalid base64 ({_reason(exc)}); "
