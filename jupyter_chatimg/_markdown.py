@@ -777,15 +777,19 @@ class _BlockParser:
         n = len(text)
         stack = self.stack
         while pos <= n:
-            if len(stack) <= 2 and pos < n and text[pos] == "\n":
+            if (
+                pos < n
+                and text[pos] == "\n"
+                and (
+                    len(stack) == 1
+                    or (len(stack) == 2 and stack[1].kind in ("para", "table"))
+                    or (len(stack) == 2 and stack[1].kind == "html" and stack[1].html_type >= 6)
+                )
+            ):
                 # fast path: an empty line at top level ends a paragraph
-                if len(stack) == 1 or stack[1].kind in ("para", "table", "html"):
-                    if len(stack) == 2 and stack[1].html_type < 6 and stack[1].kind == "html":
-                        pass
-                    else:
-                        self.close_to(1)
-                        pos += 1
-                        continue
+                self.close_to(1)
+                pos += 1
+                continue
             if len(stack) == 2 and pos < n:
                 # fast paths: plain lines of a top-level paragraph or fence
                 kind = stack[1].kind
@@ -1358,12 +1362,88 @@ def _one_pass(text: str, image_label: Callable[[str], str | None] | None, trust_
     return "".join(out)
 
 
-_HARD = {"&": "&amp;", "<": "&lt;", "[": "\\[", "]": "\\]", "\\": "\\\\" + _ZWSP}
+_HARD = {
+    "&": "&amp;",
+    "<": "&lt;",
+    "[": "\\[",
+    "]": "\\]",
+    "\\": "\\\\" + _ZWSP,
+    "`": "\\`",
+    "~": "\\~",
+    "$": "\\$",
+    "@": "&#64;",
+}
+_HARD_RE = re.compile(r"[&<\[\]\\`~$@]")
 
 
 def _hard_safe(text: str) -> str:
-    """Last resort when passes do not settle: nothing in it can be markup any more."""
-    return "".join(_HARD.get(c, c) for c in text)
+    """Last resort: no markup at all, no code, no math (text stays readable)."""
+    return _HARD_RE.sub(lambda m: _HARD[m.group()], text)
+
+
+_COST_LIMIT = 30_000_000
+_FENCE_LINE = re.compile(r"^(`{3,}|~{3,})([^\n]*)", re.MULTILINE)
+_ONLY_TICKS = re.compile(r"`*")
+
+
+def _fence_cost(text: str) -> int:
+    """Characters JupyterLab's fence regex scans: openers look ahead for a closer."""
+    lines = [(m.start(), m.group(1), m.group(2)) for m in _FENCE_LINE.finditer(text)]
+    if len(lines) > 1000:
+        return _COST_LIMIT + 1
+    n = len(text)
+    cost = 0
+    i = 0
+    while i < len(lines):
+        pos, run, rest = lines[i]
+        i += 1
+        if "`" in rest or text.find("\n", pos) < 0:
+            continue  # not an opener: the regex fails at once
+        tried = [run] if run[0] == "`" else ["~" * k for k in range(len(run), 2, -1)]
+        for fence in tried:
+            j = i
+            while j < len(lines):
+                other, orest = lines[j][1], lines[j][2]
+                if run[0] == "`":
+                    hit = other[0] == "`" and len(other) >= len(fence) and not orest.strip(" ")
+                else:
+                    hit = other == fence and _ONLY_TICKS.fullmatch(orest) is not None
+                if hit:
+                    break
+                j += 1
+            if j < len(lines):
+                cost += lines[j][0] - pos
+                i = j + 1
+                break
+            cost += n - pos
+    return cost
+
+
+def _jupyterlab_cost(text: str) -> int:
+    """A bound on the steps of JupyterLab's removeMath regexes on ``text``.
+
+    Its code-span regex backtracks: per line, about the line's length times the
+    sum of the squares of its backtick runs; its fence regex scans ahead from
+    every fence line that has no closer. Text over the limit would stall our
+    port of them, and JupyterLab itself, so it is shown fully escaped instead.
+    """
+    if "`" not in text and "~~~" not in text:
+        return 0
+    cost = _fence_cost(text)
+    line_start = -1
+    line_len = 0
+    squares = 0
+    for m in _BACKTICKS.finditer(text):
+        a = m.start()
+        if a >= line_start + line_len + 1 or line_start < 0:
+            cost += line_len * squares
+            line_start = text.rfind("\n", 0, a) + 1
+            e = text.find("\n", a)
+            line_len = (len(text) if e < 0 else e) - line_start
+            squares = 0
+        r = m.end() - a
+        squares += r * r
+    return cost + line_len * squares
 
 
 # ---------------------------------------------------------------------- public
@@ -1416,6 +1496,8 @@ def safe_markdown(
     image whose destination is still arriving shows as a placeholder.
     """
     out, _ = _normalise(text)
+    if _jupyterlab_cost(out) > _COST_LIMIT:
+        return _hard_safe(out)
     for _ in range(6):
         nxt = _one_pass(out, image_label, trust_html)
         if nxt == out:
