@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
@@ -49,6 +49,8 @@ MAX_RETRY_AFTER = 60.0
 BACKOFF_BASE = 0.5
 BACKOFF_MAX = 8.0
 MAX_REDIRECTS = 5
+ERROR_BODY_BYTES = 100_000
+"""How much of an error answer is read (its message is near the start)."""
 IMAGE_FETCH_TIMEOUT = 30.0
 
 Resolver = Callable[[str, int], list[str]]
@@ -172,7 +174,17 @@ class Client:
         with self._http() as http:
             response = self._request(http, "GET", self._url("/models"), None, None)
             try:
-                data = json.loads(response.read())
+                data = json.loads(_read_at_most(response, self.settings.max_reply_bytes))
+            except ValueError:
+                raise APIError(
+                    f"GET /models on {self.settings.host} did not return JSON; check the base URL",
+                    status=response.status_code,
+                ) from None
+            except httpx.HTTPError as exc:
+                raise APIConnectionError(
+                    f"the connection to {self.settings.host} broke while listing models "
+                    f"({type(exc).__name__}); try again"
+                ) from None
             finally:
                 response.close()
         items = data.get("data") if isinstance(data, Mapping) else data
@@ -261,19 +273,12 @@ class Client:
         started: float,
         first: list[float],
     ) -> None:
-        received = 0
         limit = self.settings.max_reply_bytes
+        counted = _Counted(response, limit)
         try:
-            for sse in EventSource(response).iter_sse():
+            for sse in EventSource(cast(httpx.Response, counted)).iter_sse():
                 if cancel.is_set:
                     raise self._cancelled(parser, cancel)
-                received += len(sse.data)
-                if received > limit:
-                    raise StreamError(
-                        f"the reply passed the size limit of {_size(limit)} and was cut; "
-                        "raise ChatImg.max_reply_bytes if you trust this endpoint",
-                        partial=parser.result(),
-                    )
                 for delta in parser.feed(sse.data, sse.event or "message"):
                     if not first and (delta.text or delta.images or delta.refusal):
                         first.append(time.perf_counter())
@@ -281,6 +286,12 @@ class Client:
                         on_delta(delta, parser)
                 if parser.done:
                     break
+        except _TooLarge:
+            raise StreamError(
+                f"the reply passed the size limit of {_size(limit)} and was cut; "
+                "raise ChatImg.max_reply_bytes if you trust this endpoint",
+                partial=parser.result(),
+            ) from None
         except httpx.TimeoutException:
             if cancel.is_set:
                 raise self._cancelled(parser, cancel) from None
@@ -393,7 +404,7 @@ class Client:
                 status = response.status_code
                 resp_headers = response.headers
                 try:
-                    raw = response.read()[:100_000]
+                    raw = _read_at_most(response, ERROR_BODY_BYTES)
                 except httpx.HTTPError:
                     raw = b""
                 finally:
@@ -485,6 +496,41 @@ class Client:
             error.hint = "this server rejects stream_options"
 
 
+class _TooLarge(Exception):
+    """The reply passed ``max_reply_bytes``."""
+
+
+class _Counted:
+    """The response as httpx-sse reads it (``headers``, ``iter_text``), counting as it
+    comes, so that the size bound holds even for one endless line with no event end."""
+
+    def __init__(self, response: httpx.Response, limit: int) -> None:
+        self._response = response
+        self._limit = limit
+        self.received = 0
+
+    @property
+    def headers(self) -> httpx.Headers:
+        return self._response.headers
+
+    def iter_text(self) -> Iterator[str]:
+        for text in self._response.iter_text():
+            self.received += len(text)
+            if self.received > self._limit:
+                raise _TooLarge
+            yield text
+
+
+def _read_at_most(response: httpx.Response, limit: int) -> bytes:
+    """The first ``limit`` bytes of the body; the rest is not read (an error page may be endless)."""
+    buf = bytearray()
+    for piece in response.iter_bytes():
+        buf += piece
+        if len(buf) >= limit:
+            break
+    return bytes(buf[:limit])
+
+
 def _size(n: int) -> str:
     """``n`` bytes for a message: 512 bytes, 40 KB, 3.5 MB."""
     if n < 1000:
@@ -521,17 +567,14 @@ def _reason(exc: BaseException) -> str:
 
 
 def _is_public(ip: str) -> bool:
-    addr = ipaddress.ip_address(ip.split("%")[0])
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return not (
-        addr.is_private
-        or addr.is_loopback
-        or addr.is_link_local
-        or addr.is_multicast
-        or addr.is_reserved
-        or addr.is_unspecified
-    )
+    """A globally routed unicast address (not private, loopback, link-local, shared
+    (CGNAT), documentation, reserved ...); IPv4 inside IPv6 is judged as IPv4."""
+    addr: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(ip.split("%")[0])
+    if isinstance(addr, ipaddress.IPv6Address):
+        inner = addr.ipv4_mapped or addr.sixtofour or (addr.teredo[1] if addr.teredo else None)
+        if inner is not None:
+            addr = inner
+    return addr.is_global and not addr.is_multicast
 
 
 def endpoint_is_private(settings: Settings, resolver: Resolver | None = None) -> bool:
@@ -670,14 +713,17 @@ def fetch_result_images(
     transport: httpx.BaseTransport | None = None,
 ) -> None:
     """Fill every choice's ``images`` from its ``image_urls``; failures go to ``image_errors``."""
-    allow_private = endpoint_is_private(settings, resolver) if not settings.demo else True
+    allow_private: bool | None = True if settings.demo else None
     transport = transport or DEFAULT_IMAGE_TRANSPORT
     for choice in result.choices:
         for url in choice.image_urls:
+            if allow_private is None and not url.startswith("data:"):
+                # Resolved only when needed: a DNS lookup per reply would slow every reply.
+                allow_private = endpoint_is_private(settings, resolver)
             try:
                 image = fetch_image(
                     url,
-                    allow_private=allow_private,
+                    allow_private=bool(allow_private),
                     allowed_hosts=settings.image_hosts,
                     max_bytes=settings.max_image_bytes,
                     resolver=resolver,

@@ -106,10 +106,10 @@ OK = stream(sse())
 
 
 def kept_below(limit: int, tokens: list[str]) -> str:
-    """The text kept when a stream of ``tokens`` passes ``limit`` bytes of event data."""
+    """At most the text kept when a stream of ``tokens`` passes ``limit`` bytes."""
     seen, kept = 0, []
     for token in tokens:
-        seen += len(chunk(token)[len("data: ") : -2])
+        seen += len(chunk(token))
         if seen > limit:
             break
         kept.append(token)
@@ -330,6 +330,18 @@ FAULTS: dict[str, Fault] = {
         r"ChatImg.max_reply_bytes if you trust this endpoint",
         StreamError,
         kept_below(800, WORDS),
+        exact=False,
+        config={"max_reply_bytes": 800},
+    ),
+    "one endless line above max_reply_bytes is cut": Fault(
+        [stream(chunk("Start.") + "data: " + "x" * 5000)],
+        1,
+        [],
+        r"the reply passed the size limit of 800 bytes and was cut; raise "
+        r"ChatImg.max_reply_bytes if you trust this endpoint",
+        StreamError,
+        "Start.",
+        exact=False,
         config={"max_reply_bytes": 800},
     ),
     "not streamed: the body is cut": Fault(
@@ -495,6 +507,8 @@ def test_fault(
             assert result.text == expected and shown == expected.strip()
         else:
             assert expected.startswith(result.text) and shown == result.text.strip()
+            if "size limit" in (fault.message or ""):
+                assert result.text  # what came before the bound is kept
         assert "Traceback" not in out + err
         if fault.message is None:
             assert result.error is None and "⚠" not in out and not err

@@ -313,7 +313,19 @@ def test_private_addresses_are_refused_after_dns(host: str, images: ReplayServer
 
 @pytest.mark.parametrize(
     "literal",
-    ["127.0.0.1", "2130706433", "0x7f.1", "[::1]", "169.254.169.254", "10.0.0.1", "0.0.0.0"],
+    [
+        "127.0.0.1",
+        "2130706433",
+        "0x7f.1",
+        "[::1]",
+        "169.254.169.254",
+        "10.0.0.1",
+        "0.0.0.0",
+        "100.64.0.1",  # shared address space (carrier-grade NAT)
+        "[::ffff:10.0.0.1]",
+        "[2002:7f00:1::]",  # 6to4 around 127.0.0.1
+        "[fe80::1]",
+    ],
 )
 def test_private_address_literals_are_refused(literal: str, images: ReplayServer) -> None:
     message = refused(f"http://{literal}/a.png", images, resolver=_client.resolve_host)
