@@ -199,6 +199,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog of 5 drops SYNs when a batch opens 8+ connections at once.
+    request_queue_size = 128
     allow_reuse_address = True
 
     def __init__(self, owner: ReplayServer) -> None:

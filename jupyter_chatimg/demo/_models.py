@@ -321,7 +321,7 @@ def image_outcome(req: ChatRequest, huge: int | None) -> ImageOutcome:
             pngs.append(encode_png(out))
             label = f"Image {i}: " if len(usable) > 1 else ""
             sentences.append(
-                f"{label}I applied {', then '.join(done)}; the result is {out.width}×{out.height}."
+                f"{label}Applied: {', then '.join(done)}; the result is {out.width}×{out.height}."
             )
         return ImageOutcome(" ".join([*sentences, *problems]), pngs, "Editing")
 

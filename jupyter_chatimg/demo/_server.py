@@ -73,6 +73,8 @@ class DemoHTTPServer(ThreadingHTTPServer):
     """The listening server; its handler threads are daemons."""
 
     daemon_threads = True
+    # socketserver's default backlog of 5 drops SYNs when a batch opens 8+ connections at once.
+    request_queue_size = 128
     allow_reuse_address = True
     block_on_close = False
 

@@ -108,7 +108,7 @@ def test_panel_streams_shows_images_and_stops(panel_page: LabPage) -> None:
     panel.locator(".chatimg-prompt textarea").fill("make it grayscale")
     record_frames(page, "grow")
     panel.locator(".chatimg-send").click()
-    page.wait_for_output(PANEL_CELL, r"I applied grayscale", timeout=60)
+    page.wait_for_output(PANEL_CELL, r"Applied: grayscale", timeout=60)
     wait_idle_panel(page)
     image = reply(page, 0).locator("img")
     image.wait_for(state="visible")
@@ -116,7 +116,7 @@ def test_panel_streams_shows_images_and_stops(panel_page: LabPage) -> None:
     assert size == [320, 200, True]  # the edited sunset, rendered as an image output
     seen = recorded_frames(page, "grow")
     final = reply_text(page, 0)
-    assert "[image 1]" in final and "base64" not in final and "I applied grayscale" in final
+    assert "[image 1]" in final and "base64" not in final and "Applied: grayscale" in final
     bodies = [frame.split("offline demo model (")[0].strip() for frame in seen]
     final_body = bodies[-1]
     assert final_body.startswith("Editing with") and final_body.endswith("320×200.")
