@@ -220,7 +220,10 @@ class StreamParser:
         self.model: str | None = None
         self.id: str | None = None
         self.system_fingerprint: str | None = None
-        self.chunks: list[Any] = []
+        self.created: Any = None
+        self.chunks = 0
+        """How many chunks arrived. They are not kept: 20,000 chunk dicts alive at once
+        cost the garbage collector more than parsing them (``result().raw`` assembles them)."""
         self.skipped = 0
         """Events whose data was empty or not JSON (keep-alives, malformed chunks)."""
 
@@ -256,7 +259,9 @@ class StreamParser:
                 partial=self.result(),
                 body=obj,
             )
-        self.chunks.append(obj)
+        self.chunks += 1
+        if self.created is None:
+            self.created = obj.get("created")
         self.model = obj.get("model") or self.model
         self.id = obj.get("id") or self.id
         self.system_fingerprint = obj.get("system_fingerprint") or self.system_fingerprint
@@ -360,8 +365,37 @@ class StreamParser:
             id=self.id,
             usage=self.usage,
             system_fingerprint=self.system_fingerprint,
-            raw=self.chunks,
+            raw=self._assembled(choices),
         )
+
+    def _assembled(self, choices: list[Choice]) -> dict[str, Any]:
+        """The chunks so far as one ``chat.completion`` object (the shape of a whole reply)."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [],
+        }
+        for choice in choices:
+            state = self._choices.get(choice.index)
+            message: dict[str, Any] = {"role": "assistant", "content": choice.text or None}
+            if state is not None and state.images:
+                message["images"] = [
+                    {"type": "image_url", "image_url": {"url": u}} for u in state.images
+                ]
+            if choice.refusal:
+                message["refusal"] = choice.refusal
+            if choice.tool_calls:
+                message["tool_calls"] = choice.tool_calls
+            out["choices"].append(
+                {"index": choice.index, "message": message, "finish_reason": choice.finish_reason}
+            )
+        if self.usage is not None:
+            out["usage"] = self.usage
+        if self.system_fingerprint is not None:
+            out["system_fingerprint"] = self.system_fingerprint
+        return out
 
 
 def _loads(text: str) -> Any:
