@@ -1227,7 +1227,8 @@ def _one_pass(text: str, image_label: Callable[[str], str | None] | None, trust_
         for s0, e0, alt, dest in f.images:
             if (s0, e0) not in seen:
                 seen.add((s0, e0))
-                label = image_label(_unescape(dest)) if image_label is not None else None
+                url = _unescape(dest).strip()
+                label = image_label(url) if image_label is not None else None
                 spans.append((s0, e0, label if label is not None else _fallback_label(alt)))
         for s0, e0, inner, dest in f.links:
             if (s0, e0) not in seen and _dangerous(dest):
