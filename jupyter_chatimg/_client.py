@@ -233,6 +233,7 @@ class Client:
                     cancel._attach(None)
                     response.close()
         except StreamError as exc:
+            self._scrub(exc)
             partial = exc.partial or parser.result()
             self._finish(partial, body, started, first, exc)
             exc.partial = partial
@@ -246,6 +247,9 @@ class Client:
             err.reason = "interrupted"  # type: ignore[attr-defined]
             self._finish(partial, body, started, first, err)
             raise err from None
+        except APIError as exc:
+            self._scrub(exc)
+            raise
         self._finish(result, body, started, first, None)
         return result
 
@@ -410,6 +414,7 @@ class Client:
                 finally:
                     response.close()
                 error = error_from_response(status, resp_headers, raw)
+                self._scrub(error)
                 self._add_hint(error)
                 if status not in RETRYABLE_STATUS:
                     raise error
@@ -480,6 +485,17 @@ class Client:
             f"too many redirects from {self.settings.host}; check the base URL"
         )
 
+    def _scrub(self, error: APIError) -> None:
+        """Remove the key from what the server said: some gateways echo it in errors."""
+        if self.settings.api_key is None:
+            return
+        key = self.settings.api_key.reveal()
+        if len(key) < 8 or key not in f"{error.message}{error.body}":
+            return
+        error.message = error.message.replace(key, "***")
+        error.args = (error.message,)
+        error.body = _scrubbed(error.body, key)
+
     def _add_hint(self, error: APIError) -> None:
         s = self.settings
         if isinstance(error, AuthenticationError):
@@ -548,6 +564,16 @@ def _origin(url: str) -> tuple[str, str, int | None]:
         port = None
     default = {"http": 80, "https": 443}.get(parts.scheme)
     return parts.scheme, (parts.hostname or "").lower(), port or default
+
+
+def _scrubbed(value: Any, key: str) -> Any:
+    if isinstance(value, str):
+        return value.replace(key, "***")
+    if isinstance(value, Mapping):
+        return {k: _scrubbed(v, key) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrubbed(v, key) for v in value]
+    return value
 
 
 def _reason(exc: BaseException) -> str:
@@ -712,11 +738,19 @@ def fetch_result_images(
     resolver: Resolver | None = None,
     transport: httpx.BaseTransport | None = None,
 ) -> None:
-    """Fill every choice's ``images`` from its ``image_urls``; failures go to ``image_errors``."""
+    """Fill every choice's ``images`` from its ``image_urls``; failures go to ``image_errors``.
+
+    Interrupting the kernel here stops the downloads (the rest are listed as not
+    fetched) and keeps the reply.
+    """
     allow_private: bool | None = True if settings.demo else None
     transport = transport or DEFAULT_IMAGE_TRANSPORT
+    interrupted = False
     for choice in result.choices:
         for url in choice.image_urls:
+            if interrupted:
+                choice.image_errors[url] = "not fetched: interrupted by the user"
+                continue
             if allow_private is None and not url.startswith("data:"):
                 # Resolved only when needed: a DNS lookup per reply would slow every reply.
                 allow_private = endpoint_is_private(settings, resolver)
@@ -731,5 +765,8 @@ def fetch_result_images(
                 )
             except ChatImgError as exc:
                 choice.image_errors[url] = str(exc)
+            except KeyboardInterrupt:
+                interrupted = True
+                choice.image_errors[url] = "not fetched: interrupted by the user"
             else:
                 choice.images.append(image)

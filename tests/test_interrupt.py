@@ -190,3 +190,31 @@ def test_interrupt_mid_reply_keeps_the_text_and_says_so(
     assert (name, error, int(words)) == ("ChatResult", "StreamError", len(kept))
     assert line == ("interrupted by the user; the connection was closed and the partial reply kept")
     assert server.requests == 1  # never re-sent
+
+
+def test_interrupt_while_fetching_a_returned_image(kernel: tuple[Any, Any]) -> None:
+    from _servers import ReplayServer
+
+    km, kc = kernel
+    with ReplayServer() as srv:
+        image = srv.url_for("/slow.png")
+        event = {"choices": [{"index": 0, "delta": {"content": f"Look: ![x]({image}) done."}}]}
+        finish = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        srv.add_sse(
+            "POST",
+            "/v1/chat/completions",
+            f"data: {json.dumps(event)}\n\ndata: {json.dumps(finish)}\n\ndata: [DONE]\n\n",
+        )
+        srv.add("GET", "/slow.png", 200, {"Content-Type": "image/png"}, b"", first_byte_delay=60)
+        run(kc, "%load_ext jupyter_chatimg")
+        msg_id = kc.execute(f"%%chatimg --base-url {srv.url}\nShow me.")
+        srv.wait_for_requests(2, timeout=30)  # the kernel is downloading the image now
+        km.interrupt_kernel()
+        messages = collect(kc, msg_id, idle)
+    assert "error" not in [m["msg_type"] for m in messages]
+    final = markdowns(messages)[-1]
+    assert final.startswith("Look: [image 1](")
+    assert "not fetched: interrupted by the user" in final and final.endswith("done.")
+    check = run(kc, "print(_.text, len(_.images))")
+    out = "".join(m["content"]["text"] for m in check if m["msg_type"] == "stream")
+    assert out == f"Look: ![x]({image}) done. 0\n"

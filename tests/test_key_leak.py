@@ -216,3 +216,52 @@ def test_key_reaches_the_endpoint_and_no_log(
     assert settings.api_key is not None and settings.api_key.reveal() == SECRET
     for shown in (repr(settings), str(settings), repr(vars(client)), repr(client._headers())):
         assert_no_key(shown, "settings or client")
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "stream"),
+    [
+        (401, '{"error": {"message": "Invalid API key: %s", "type": "auth", "key": "%s"}}', False),
+        (200, '{"error": {"message": "quota exceeded for %s", "detail": "%s"}}', False),
+        (
+            200,
+            'data: {"choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\n'
+            'data: {"error": {"message": "key %s revoked", "param": "%s"}}\n\n',
+            True,
+        ),
+    ],
+)
+def test_a_server_that_echoes_the_key_does_not_make_it_show(
+    status: int,
+    body: str,
+    stream: bool,
+    clean_env: pytest.MonkeyPatch,
+    replay_server: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    clean_env.setenv("CHATIMG_BASE_URL", replay_server.url)
+    clean_env.setenv("CHATIMG_API_KEY", SECRET)
+    content_type = "text/event-stream" if stream else "application/json"
+    replay_server.add(
+        "POST",
+        "/v1/chat/completions",
+        status,
+        {"Content-Type": content_type},
+        body % (SECRET, SECRET),
+    )
+    with pytest.raises(ci.APIError) as info:
+        ci.chat("hi", stream=stream, max_retries=0)
+    err = info.value
+    shown = capsys.readouterr()
+    partial = getattr(err, "partial", None)
+    for text in (
+        str(err),
+        repr(err),
+        repr(err.body),
+        repr(err.args),
+        shown.out,
+        shown.err,
+        repr(partial),
+    ):
+        assert_no_key(text, "an echoed error")
+    assert "***" in str(err)
