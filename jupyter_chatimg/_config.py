@@ -226,7 +226,19 @@ def resolve_settings(
         base_url = OPENAI_DEFAULT_BASE_URL
     host = host_of(base_url)
 
-    key, key_source = _pair_key(chosen.get("api_key_env"), host, env, chatimg_base, openai_base)
+    api_key_env = chosen.get("api_key_env")
+    if api_key_env and "api_key_env" not in given and "base_url" in given:
+        # A key named by %config belongs to the endpoint %config (or the environment)
+        # points at; a base URL given in the cell for another host does not get it.
+        named_for = config.get("base_url") or chatimg_base or openai_base
+        named_host = (
+            host_of(_clean_base_url(str(named_for), "base_url"))
+            if named_for
+            else host_of(OPENAI_DEFAULT_BASE_URL)
+        )
+        if named_host != host:
+            api_key_env = None
+    key, key_source = _pair_key(api_key_env, host, env, chatimg_base, openai_base)
 
     demo = key is None and not explicit_base and not chatimg_base and not openai_base
     if demo:

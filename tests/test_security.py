@@ -712,3 +712,27 @@ def test_saved_notebooks_hold_no_executable_output(
     # The images were fetched by the kernel (its rules allow loopback here: the endpoint is on
     # loopback), never by a front end; a failed one is a plain link with its reason.
     assert all(p.startswith("/leak") for p in demo.leaks)
+
+
+def test_a_key_named_by_config_stays_with_its_endpoint(
+    clean_env: pytest.MonkeyPatch, endpoint: ReplayServer, other: ReplayServer
+) -> None:
+    from jupyter_chatimg import _config
+
+    endpoint.add_sse("POST", PATH, sse("ok"))
+    other.add_sse("POST", PATH, sse("ok"))
+    clean_env.setenv("GW_KEY", OTHER_KEY)
+    _config.set_configured("api_key_env", "GW_KEY")
+    try:
+        ci.chat("1", display=False)  # the configured endpoint (CHATIMG_BASE_URL): the named key
+        assert _sent_key(endpoint) == OTHER_KEY
+        ci.chat("2", display=False, base_url=other.url)  # a cell's base URL elsewhere: none
+        assert _sent_key(other) is None
+        ci.chat("3", display=False, base_url=other.url, api_key_env="GW_KEY")  # named: sent
+        assert _sent_key(other) == OTHER_KEY
+        _config.set_configured("base_url", other.url)
+        ci.chat("4", display=False)  # %config names both: they belong together
+        assert _sent_key(other) == OTHER_KEY
+    finally:
+        _config.set_configured("api_key_env", None)
+        _config.set_configured("base_url", None)
