@@ -204,13 +204,13 @@ def _math_chunks(text: str) -> list[tuple[int, int]]:
     return chunks
 
 
-_STRUCTURAL = re.compile(r"[\n`\[\]()<|]")
+_STRUCTURAL = re.compile(r"[\n`\[\]()|]")
 
 
 def _chunks_inert(text: str, chunks: list[tuple[int, int]]) -> bool:
     """Whether cutting the chunks out cannot change code or link structure.
 
-    Inside one line and without backticks, brackets, parentheses, "<" or "|", a
+    Inside one line and without backticks, brackets, parentheses or "|", a
     chunk can neither end a code span, a destination or a table cell nor join
     lines; escapes and entities inside it end inside it too.
     """
@@ -1209,21 +1209,36 @@ def _fallback_label(alt: str) -> str:
 _PENDING_LABEL = "\\[image …\\]"
 
 
-def _one_pass(text: str, image_label: Callable[[str], str | None] | None, trust_html: bool) -> str:
-    chunks = _math_chunks(text)
-    rb = _read(text)
-    filled = _filler(text, chunks)
-    ra = _read(filled) if chunks and not _chunks_inert(text, chunks) else rb
-    b_code = _Ranges(rb.code)
-    a_code = _Ranges(ra.code) if ra is not rb else b_code
-    math = _Ranges(chunks)
-    weak = _Ranges(rb.weak + ra.weak if ra is not rb else rb.weak)
-    edits: list[tuple[int, int, str]] = []  # (start, end, replacement); start == end inserts
+class _Readings:
+    """Both readings of one text, and what they agree is code."""
 
-    # images and dangerous links (from either reading) become spans of plain text
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.chunks = _math_chunks(text)
+        self.b = _read(text)
+        self.filled = _filler(text, self.chunks)
+        inert = not self.chunks or _chunks_inert(text, self.chunks)
+        self.a = self.b if inert else _read(self.filled)
+        both = (self.b,) if self.a is self.b else (self.b, self.a)
+        self.both = both
+        self.b_code = _Ranges(self.b.code)
+        self.a_code = self.b_code if self.a is self.b else _Ranges(self.a.code)
+        self.math = _Ranges(self.chunks)
+        self.weak = _Ranges(w for f in both for w in f.weak)
+
+    def sure(self, p: int) -> bool:
+        """Whether ``text[p]`` is code in both readings (left byte for byte)."""
+        return p in self.b_code and p in self.a_code
+
+
+def _construct_edits(
+    r: _Readings, image_label: Callable[[str], str | None] | None
+) -> list[tuple[int, int, str]]:
+    """Images become labels, dangerous links their text, dangerous definitions text."""
+    edits: list[tuple[int, int, str]] = []
     spans: list[tuple[int, int, str]] = []
     seen: set[tuple[int, int]] = set()
-    for f in (rb, ra) if ra is not rb else (rb,):
+    for f in r.both:
         for s0, e0, alt, dest in f.images:
             if (s0, e0) not in seen:
                 seen.add((s0, e0))
@@ -1238,51 +1253,62 @@ def _one_pass(text: str, image_label: Callable[[str], str | None] | None, trust_
             if _dangerous(dest):
                 edits.append((off, off, "\\"))  # the definition becomes visible text
         if f.pending is not None:
-            spans.append((f.pending, len(text), _PENDING_LABEL))
+            spans.append((f.pending, len(r.text), _PENDING_LABEL))
     spans.sort(key=lambda t: (t[0], -t[1]))
     cur: tuple[int, int, str] | None = None
     for s0, e0, rep in spans:
         if cur is not None and s0 < cur[1]:
-            if e0 > cur[1]:  # partial overlap: one inert replacement for the lot
-                keep = cur[2] if cur[2].startswith(("\\[image", "*")) else ""
-                cur = (cur[0], e0, keep or _literal(text[cur[0] : e0]))
+            if e0 > cur[1]:  # readings overlap: keep the first, show the rest as text
+                cur = (cur[0], e0, cur[2] + _literal(r.text[cur[1] : e0]))
             continue
         if cur is not None:
             edits.append(cur)
         cur = (s0, e0, rep)
     if cur is not None:
         edits.append(cur)
+    return edits
 
-    # "<" wherever some reading may see text
-    if not trust_html:
-        p = text.find("<")
-        while p >= 0:
-            bc = p in b_code
-            ac = p in a_code
-            am = not ac and p in math
-            nxt = text[p + 1 : p + 2]
-            unsafe = nxt == "" or nxt not in _SAFE_AFTER_LT
-            if bc and (ac or am) and p not in weak:
-                pass
-            elif not bc and not ac and not am and p not in weak:
-                if unsafe:
-                    edits.append((p, p + 1, "&lt;"))
-            elif unsafe:
-                if am and not bc:
-                    edits.append((p, p + 1, "\\lt "))
-                else:
-                    edits.append((p + 1, p + 1, _ZWSP))
-            p = text.find("<", p + 1)
 
-    # Safety nets that do not depend on parsing links the way every renderer does
-    # (marked, for one, ends destinations differently): no "![" outside code can
-    # start an image, and no "](" or "[x]:" can lead to a dangerous scheme.
-    parens = rb.parens | ra.parens
+def _lt_edits(r: _Readings) -> list[tuple[int, int, str]]:
+    """Every "<" that some reading may see outside code can no longer start a tag."""
+    edits: list[tuple[int, int, str]] = []
+    text = r.text
+    p = text.find("<")
+    while p >= 0:
+        bc = p in r.b_code
+        ac = p in r.a_code
+        am = not ac and p in r.math
+        weak = p in r.weak
+        nxt = text[p + 1 : p + 2]
+        unsafe = nxt == "" or nxt not in _SAFE_AFTER_LT
+        if bc and (ac or am) and not weak:
+            pass  # code everywhere (JupyterLab escapes math itself)
+        elif not bc and not ac and not am and not weak:
+            if unsafe:
+                edits.append((p, p + 1, "&lt;"))  # text everywhere
+        elif unsafe and am and not bc:
+            edits.append((p, p + 1, "\\lt "))  # JupyterLab's math, text elsewhere
+        elif unsafe:
+            edits.append((p + 1, p + 1, _ZWSP))  # code in one reading only
+        p = text.find("<", p + 1)
+    return edits
+
+
+def _net_edits(r: _Readings) -> list[tuple[int, int, str]]:
+    """Safety nets that do not depend on parsing links the way every renderer does.
+
+    marked (JupyterLab's parser) ends destinations differently from CommonMark,
+    so no "![" outside code may start an image, no "](" or "[x]:" may lead to a
+    dangerous scheme, and nothing may take a backtick away from a code span.
+    """
+    edits: list[tuple[int, int, str]] = []
+    text = r.text
+    parens = {p for f in r.both for p in f.parens}
     ticks: list[int] | None = None
     closing: list[int] = []
     for m in _NET_RE.finditer(text):
         p = m.start()
-        if (p in b_code and p in a_code) or _escaped(text, p):
+        if r.sure(p) or _escaped(text, p):
             continue
         g = m.group()
         if g == "![":
@@ -1290,70 +1316,78 @@ def _one_pass(text: str, image_label: Callable[[str], str | None] | None, trust_
         elif _dangerous(_dest_prefix(text, m.end())):
             edits.append((p + 1, p + 1, "\\") if g[0] == "]" else (p, p, "\\"))
         elif g[0] == "]" and p + 1 not in parens:
-            # marked may still end a destination at a later ")": one that holds a
-            # backtick would take it away from the code span it opens
+            # marked may end a destination at a later ")": one holding a backtick
+            # takes it away from the code span it opens
             if ticks is None:
                 ticks = [t.start() for t in _BACKTICKS.finditer(text)]
                 closing = [c.start() for c in _CLOSE_PAREN.finditer(text)]
             t = bisect_right(ticks, p)
             c = bisect_right(closing, p)
-            if t < len(ticks) and c < len(closing) and ticks[t] < closing[c]:
-                k = closing[c]
-                if "\n\n" not in text[p : min(k, p + 10000)]:
-                    edits.append((p + 1, p + 1, "\\"))
+            if (
+                t < len(ticks)
+                and c < len(closing)
+                and ticks[t] < closing[c]
+                and "\n\n" not in text[p : min(closing[c], p + 10000)]
+            ):
+                edits.append((p + 1, p + 1, "\\"))
     # marked's bare-URL autolinks run to the next space or "<", backticks included
-    for view in (text, filled) if chunks else (text,):
+    for view in (text, r.filled) if r.chunks else (text,):
         for m in _URL_WORD.finditer(view):
             p = m.start()
-            if "`" in m.group() and not (p in b_code and p in a_code):
+            if "`" in m.group() and not r.sure(p):
                 k = text.find(":", p, p + 6) if m.group()[0] in "hHfF" else p + 3
                 if k >= 0:
                     edits.append((k, k, "\\"))
-    # JupyterLab throws on an "@@9@@" that its removeMath did not make ("@\@9@@")
-    q = text.find("\\@")
-    while q >= 0:
-        if not (q in b_code and q in a_code) and not _escaped(text, q):
-            edits.append((q, q + 2, "&#64;"))
-        q = text.find("\\@", q + 2)
-    # JupyterLab pastes math back into the HTML without escaping quotes: a chunk
-    # that ends up in an attribute (a link title, a fence's language) breaks out
-    for a0, b0 in chunks:
-        q = text.find('"', a0, b0)
-        while q >= 0:
-            if not (q in b_code and q in a_code):
-                edits.append((q, q + 1, "&quot;"))
-            q = text.find('"', q + 1, b0)
-
     # markdown-it tries tables before fences: a "|" in a fence's info string could
-    # make it a table head, and the fence's content markdown
-    for a0, b0 in rb.info:
+    # make the fence a table head, and its content markdown
+    for a0, b0 in r.b.info:
         q = text.find("|", a0, b0)
         while q >= 0:
             edits.append((q, q + 1, "&#124;"))
             q = text.find("|", q + 1, b0)
+    return edits
 
-    # MathJax macros that set styles, ids or links; entities that would spell them
+
+def _jupyterlab_edits(r: _Readings) -> list[tuple[int, int, str]]:
+    """What JupyterLab's math step and MathJax would otherwise turn into markup."""
+    edits: list[tuple[int, int, str]] = []
+    text = r.text
+    # it throws on an "@@9@@" that its removeMath did not make ("@\@9@@")
+    q = text.find("\\@")
+    while q >= 0:
+        if not r.sure(q) and not _escaped(text, q):
+            edits.append((q, q + 2, "&#64;"))
+        q = text.find("\\@", q + 2)
+    # it pastes math back into the HTML without escaping quotes: a chunk that
+    # ends up in an attribute (a link title, a fence's language) breaks out
+    for a0, b0 in r.chunks:
+        q = text.find('"', a0, b0)
+        while q >= 0:
+            if not r.sure(q):
+                edits.append((q, q + 1, "&quot;"))
+            q = text.find('"', q + 1, b0)
+    # MathJax macros that set styles, ids or links, and entities that spell them
     if "\\" in text:
         for m in _MACRO_RE.finditer(text):
-            p = m.start()
-            if not (p in b_code and p in a_code):
-                edits.append((p + 1, p + 1, _ZWSP))
+            if not r.sure(m.start()):
+                edits.append((m.start() + 1, m.start() + 1, _ZWSP))
     if "&" in text:
         for m in _ENTITY_RE.finditer(text):
-            p = m.start()
-            if p in b_code and p in a_code:
+            if r.sure(m.start()):
                 continue
             ch = html.unescape(m.group())
-            if len(ch) == 1 and ch.isascii() and ch.isalnum():
-                edits.append((p, m.end(), ch))
+            if len(ch) == 1 and ch.isascii() and ch.isalpha():
+                edits.append((m.start(), m.end(), ch))
             elif ch == "\\":
-                edits.append((p, m.end(), "\\\\"))
-    if not edits:
-        return text
-    edits = sorted(set(edits), key=lambda e: (e[0], e[0] - e[1]))
+                edits.append((m.start(), m.end(), "\\\\"))
+    return edits
+
+
+def _apply(text: str, edits: list[tuple[int, int, str]]) -> str:
+    """Replace (start, end) spans and insert at start == end; spans win over what they hold."""
     out: list[str] = []
     pos = 0
-    for s0, e0, rep in edits:
+    for s0, e0, rep in sorted(set(edits), key=lambda e: (e[0], e[0] - e[1])):
         if s0 < pos:
             continue  # inside a span already replaced
         out.append(text[pos:s0])
@@ -1361,6 +1395,16 @@ def _one_pass(text: str, image_label: Callable[[str], str | None] | None, trust_
         pos = e0
     out.append(text[pos:])
     return "".join(out)
+
+
+def _one_pass(text: str, image_label: Callable[[str], str | None] | None, trust_html: bool) -> str:
+    r = _Readings(text)
+    edits = _construct_edits(r, image_label)
+    if not trust_html:
+        edits += _lt_edits(r)
+    edits += _net_edits(r)
+    edits += _jupyterlab_edits(r)
+    return _apply(text, edits) if edits else text
 
 
 _HARD = {
