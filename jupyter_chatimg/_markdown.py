@@ -1,34 +1,40 @@
-"""Model output is data: find the images in reply markdown and make it safe to show.
+r"""Model output is data: find the images in reply markdown and make it safe to show.
 
 Public functions: :func:`find_markdown_images`, :func:`image_urls_in_markdown`
 and :func:`safe_markdown` (the text to send to the front end as
-``text/markdown``).
+``text/markdown``). Pure functions, standard library only.
 
 Why a scanner of our own and not markdown-it-py: the question is not "what HTML
 does CommonMark make of this" but "what could *any* front end make of it", and
-the answer needs two readings of the same text that no library gives:
+no library answers that. JupyterLab renders with marked, which differs from
+CommonMark where it matters (link destinations, ``~del~`` and ``*em*`` lexed
+across ``code spans``, bare URLs that swallow backticks, list items that end
+early or take lazy lines), and before marked runs, JupyterLab's ``removeMath``
+(ported below from ``@jupyterlab/rendermime/src/latex.ts``) cuts ``$...$``,
+``\begin{x}...\end{x}`` and ``\(...\)`` out of the text, which can cut
+a code span or a fence in two. So the text is read twice, **B** as CommonMark +
+GFM tables (block structure after commonmark.js) and **A** as JupyterLab sees it
+after removeMath, and only what both readings call code *and* no renderer
+quirk can reach is left byte for byte: fences at column 0 outside any list or
+quote, and single-line code spans with nothing before them that could pair
+their backticks differently. Everywhere else:
 
-* **B**, plain CommonMark + GFM tables (marked in JupyterLab, markdown-it in
-  VS Code and in our tests);
-* **A**, JupyterLab's reading: before markdown runs, ``removeMath`` (ported
-  below from ``@jupyterlab/rendermime/src/latex.ts``) cuts ``$...$``,
-  ``$$...$$``, ``\\begin{x}...\\end{x}`` and ``\\\\(...\\\\)`` out of the text,
-  and that can cut a code span or a fence in two (`` \\begin{x} `\\end{x} <img
-  src=x onerror=...>` `` is a code span in B and raw HTML in A).
+* ``<`` is neutralised: ``&lt;`` where both readings see text, ``\lt`` in A's
+  math, ``<`` + U+200B (invisible) where a reading may see code;
+* images become ``image_label(url)`` or ``[image: alt]``; any other ``![``
+  gets a backslash, so no image can form whatever a parser decides;
+* links, definitions and ``](`` leading to a scheme other than http(s),
+  mailto, tel, ftp lose their link (dangerous links keep their text);
+* MathJax macros that set CSS, ids or links (``\style``, ``\href``, ...:
+  JupyterLab loads the html TeX package without "safe") are broken, and
+  quotes in math are escaped (JupyterLab pastes math back unescaped, also
+  into attributes such as a link title).
 
-Text counts as code, left byte for byte, only where both readings agree that it
-is code; everywhere else a ``<`` is neutralised (``&lt;`` where both readings
-see text, ``\\lt`` inside A's math, ``<`` + U+200B where they disagree), images
-are replaced by a label, links whose scheme is not http(s)/mailto/tel/ftp are
-replaced by their text, and MathJax macros that set CSS or links (``\\style``,
-``\\href`` ...: JupyterLab loads the html TeX package without "safe") are
-broken. The result is fed through the same function again until nothing
-changes (normally one extra pass), so the guarantee is checked on the output
-itself. The block parser follows commonmark.js (containers, lazy lines, fences,
-indented code) plus GFM tables as marked ends them; the inline scanner handles
-code spans, backslash escapes, links and images (inline, full, collapsed and
-shortcut references). Everything is linear time: regular expressions find the
-candidate characters, Python only looks at those.
+The result goes through the same function again until nothing changes (one
+extra pass as a rule), so the guarantee is checked on the output itself.
+Linear time: regular expressions find the candidate characters, Python looks
+at those. Text that would make JupyterLab's own backtracking regexes (and our
+port of them) run for long is shown fully escaped instead.
 """
 
 from __future__ import annotations
