@@ -11,7 +11,7 @@ CommonMark where it matters (link destinations, ``~del~`` and ``*em*`` lexed
 across ``code spans``, bare URLs that swallow backticks, list items that end
 early or take lazy lines), and before marked runs, JupyterLab's ``removeMath``
 (ported below from ``@jupyterlab/rendermime/src/latex.ts``) cuts ``$...$``,
-``\begin{x}...\end{x}`` and ``\(...\)`` out of the text, which can cut
+``\begin{x}...\end{x}`` and ``\\(...\\)`` out of the text, which can cut
 a code span or a fence in two. So the text is read twice, **B** as CommonMark +
 GFM tables (block structure after commonmark.js) and **A** as JupyterLab sees it
 after removeMath, and only what both readings call code *and* no renderer
