@@ -234,7 +234,7 @@ FAULTS: dict[str, Fault] = {
         [],
         rf"{HOST} did not answer within 0.3 s; check that the server is up, or raise --timeout",
         APITimeoutError,
-        config={"max_retries": 0, "connect_timeout": 0.3},
+        config={"max_retries": 0, "connect_timeout": 0.3, "timeout": 1.0},
         endpoint="backlog",
     ),
     "server never answers (hang before the first byte)": Fault(
@@ -589,8 +589,9 @@ def test_retry_delays_are_really_waited(
         result = ci.chat("Go.", base_url=srv.url, display=False, max_retries=2)
     assert result.text == WHOLE and len(times) == 3
     first, second = times[1] - times[0], times[2] - times[1]
-    assert 0.3 <= first < 0.3 + 0.25, first
-    assert 0.2 * 2 * 0.75 <= second < 0.4 + 0.25, second
+    # Never early; late only by scheduling (generous bounds for a loaded machine).
+    assert 0.3 <= first < 0.3 + 0.5, first
+    assert 0.2 * 2 * 0.75 <= second < 0.4 + 0.5, second
 
 
 def test_stop_ends_a_retry_wait_at_once(clean_env: pytest.MonkeyPatch) -> None:
