@@ -1493,7 +1493,8 @@ def _jupyterlab_cost(text: str) -> int:
             line_len = (len(text) if e < 0 else e) - line_start
             squares = 0
         r = m.end() - a
-        squares += r * r
+        if r > 1 or a == 0 or text[a - 1] != "\\":  # "\`" cannot open there
+            squares += r * r
     return cost + line_len * squares
 
 

@@ -538,6 +538,15 @@ def test_linear_time_on_hostile_input() -> None:
         assert time.process_time() - start < 5, text[:40]
 
 
+def test_fully_escaped_fallback_is_inert_and_settled() -> None:
+    # backtick runs that make JupyterLab's removeMath regex backtrack for minutes
+    text = "$ " + "".join("`" * j + " " for j in range(1, 190)) + "<img src=x> [a](javascript:x) $"
+    out = safe_markdown(text)
+    assert "`" not in out.replace("\\`", "")
+    assert_inert(out)
+    assert safe_markdown(out) == out
+
+
 def test_speed_on_100kb() -> None:
     text = _mixed_markdown(100_000)
     start = time.process_time()
