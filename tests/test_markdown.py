@@ -28,36 +28,12 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "wire"
 
 # -------------------------------------------------------------------- checking
 
-_ALLOWED_TAGS = set(
-    [
-        "p",
-        "em",
-        "strong",
-        "code",
-        "pre",
-        "a",
-        "h1",
-        "h2",
-        "h3",
-        "h4",
-        "h5",
-        "h6",
-        "ul",
-        "ol",
-        "li",
-        "blockquote",
-        "hr",
-        "br",
-        "table",
-        "thead",
-        "tbody",
-        "tr",
-        "th",
-        "td",
-        "del",
-        "input",
-    ]
-)
+_ALLOWED_TAGS = {
+    *("p", "em", "strong", "code", "pre", "a", "h1", "h2", "h3", "h4", "h5", "h6"),
+    *("ul", "ol", "li", "blockquote", "hr", "br", "del", "input"),
+    *("table", "thead", "tbody", "tr", "th", "td"),
+    *("div", "span", "dl", "dt", "dd"),  # nbconvert: highlighted code, definition lists
+}
 _LOADING_ATTRS = {"src", "srcset", "style", "background", "poster", "formaction", "action", "data"}
 _MACRO = re.compile(r"\\(?:style|class|cssId|href|data|require|bbox|unicode)(?![A-Za-z])")
 
@@ -204,12 +180,18 @@ def _jupyterlab_remove_math(text: str) -> tuple[str, list[str]]:
 
 
 def _renderings(markdown: str) -> dict[str, str]:
-    """HTML from markdown-it, alone and behind JupyterLab's math step."""
+    """HTML from markdown-it, alone and behind JupyterLab's math step, and nbconvert's."""
     markdown_it = pytest.importorskip("markdown_it")
     md = markdown_it.MarkdownIt("commonmark", {"html": True}).enable("table")
     text, math = _jupyterlab_remove_math(markdown)
     jl = re.sub(r"@@(\d+)@@", lambda m: math[int(m.group(1))], md.render(text))
-    return {"markdown-it": md.render(markdown), "jupyterlab-math+markdown-it": jl}
+    out = {"markdown-it": md.render(markdown), "jupyterlab-math+markdown-it": jl}
+    try:  # what "jupyter nbconvert --to html" makes of a saved notebook's output
+        from nbconvert.filters.markdown_mistune import markdown2html_mistune
+    except ImportError:
+        return out
+    out["nbconvert"] = markdown2html_mistune(markdown)
+    return out
 
 
 def _tokens_outside_code(markdown: str) -> list[str]:
