@@ -15,9 +15,10 @@ early or take lazy lines), and before marked runs, JupyterLab's ``removeMath``
 a code span or a fence in two. So the text is read twice, **B** as CommonMark +
 GFM tables (block structure after commonmark.js) and **A** as JupyterLab sees it
 after removeMath, and only what both readings call code *and* no renderer
-quirk can reach is left byte for byte: fences at column 0 outside any list or
-quote, and single-line code spans with nothing before them that could pair
-their backticks differently. Everywhere else:
+quirk can reach is left byte for byte: fences at column 0 (or at the content
+column of list items without lazy lines or tabs, closed), and single-line code
+spans with nothing before them that could pair their backticks differently.
+Everywhere else:
 
 * ``<`` is neutralised: ``&lt;`` where both readings see text, ``\lt`` in A's
   math, ``<`` + U+200B (invisible) where a reading may see code;
@@ -248,6 +249,7 @@ def _filler(text: str, chunks: list[tuple[int, int]]) -> str:
 
 class _Block:
     __slots__ = (
+        "closed",
         "fence_char",
         "fence_len",
         "fence_offset",
@@ -275,6 +277,7 @@ class _Block:
         self.lazy = False
         self.span = [0, 0]
         self.sure = False
+        self.closed = False
 
 
 _CONTAINERS = frozenset(("doc", "quote", "item"))
@@ -440,7 +443,7 @@ class _BlockParser:
             # marked re-lexes list items and quotes from text it cut out its own
             # way (a lazy line can end an item early, tabs count differently):
             # only a fence at column 0 outside any container is sure
-            if b.sure:
+            if b.sure and (b.closed or len(self.stack) == 1):  # nested: closed ones only
                 self.doc.code.extend(b.lines)
                 self.doc.fences.append((b.span[0], b.span[1]))
             else:
@@ -515,7 +518,10 @@ class _BlockParser:
                 self.diverged = True
                 b.sure = False
             b.span[1] = self.base + len(self.line)
+            if len(self.stack) > 2 and "\t" in self.line[: self.next_nonspace]:
+                b.sure = False  # tabs inside list items: marked counts them its own way
             if closes:
+                b.closed = True
                 self.finalize()
                 return 2
             i = b.fence_offset
@@ -572,7 +578,17 @@ class _BlockParser:
                     b.fence_char = c0
                     b.fence_len = n
                     b.fence_offset = self.indent
-                    b.sure = len(self.stack) == 2 and self.indent == 0 and not self.diverged
+                    # sure: at column 0, or at the content column of list items
+                    # that had no lazy line and no tab (marked agrees there)
+                    b.sure = (
+                        self.indent == 0
+                        and not self.diverged
+                        and "\t" not in line[:nn]
+                        and all(
+                            c.kind in ("doc", "list") or (c.kind == "item" and not c.lazy)
+                            for c in self.stack[:-1]
+                        )
+                    )
                     b.span = [self.base, self.base + len(line)]
                     self.advance_next_nonspace()
                     self.advance_offset(n, False)
@@ -626,6 +642,7 @@ class _BlockParser:
                 self.close_to(depth)
                 b = self.add_child("item")
                 b.marker_offset, b.padding = item
+                b.lazy = "\t" in line[: self.offset + 1]  # a tab: not a clean item
                 return 1
         elif self.tip.kind != "para" and not self.blank:
             self.advance_offset(4, True)

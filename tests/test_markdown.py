@@ -343,6 +343,7 @@ CODE_KEPT = {
     "tilde fence": "~~~\n<iframe src=x></iframe>\n~~~",
     "nested backtick runs": "`` a ` <b> ` c ``",
     "unclosed fence at end": "text\n\n```js\nlet a = b < c;\nel.innerHTML = '<img src=x>';",
+    "fence in a list item": '1. Save this:\n   ```html\n   <div onclick="go()">hi</div>\n   ```\n2. Open it.',
     "image syntax in code": "`![x](http://e/x.png)` and\n\n```\n![y](http://e/y.png)\n```",
 }
 
