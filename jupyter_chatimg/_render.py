@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 from ._errors import one_line
 from ._images import mime_of_pil, pil_to_bytes
-from ._markdown import find_markdown_images, image_urls_in_markdown, safe_markdown
+from ._markdown import find_markdown_images, safe_markdown
 from ._result import ChatResult, Choice
 from ._wire import Delta, StreamParser
 
@@ -41,6 +41,8 @@ __all__ = [
 BYTES_PER_SECOND = 80_000
 """Above ~4 KB of text the interval widens so updates resend at most this many bytes per second."""
 PLACEHOLDER = "*…*"
+# The image URLs a reply's images are fetched or decoded from (as image_urls_in_markdown).
+_FETCHABLE = re.compile(r"(?:https?://|data:image/[a-z0-9.+-]+;base64,)", re.IGNORECASE)
 # A markdown image still arriving at the end of the text: "![alt" or "![alt](url".
 _OPEN_IMAGE = re.compile(r"!\[[^\]\n]*(?:\]\([^)\s]*)?$")
 
@@ -371,13 +373,20 @@ class LiveReply:
 
     def _choice_markdown(self, choice: Choice, *, final: bool) -> str:
         urls = list(choice.image_urls)
-        if not final:
-            urls.extend(u for u in image_urls_in_markdown(choice.text) if u not in urls)
         errors = choice.image_errors
+        in_text: set[str] = set()
 
+        # safe_markdown calls label() for every image in the text, in document order,
+        # so the text is read once per update (not once more to list its images).
         def label(url: str) -> str | None:
+            in_text.add(url)
             if url not in urls:
-                return None
+                stripped = url.strip()
+                if final or not _FETCHABLE.match(stripped) or stripped in urls:
+                    return None
+                urls.append(stripped)  # still streaming: numbered as they appear
+                if url != stripped:
+                    return None
             n = urls.index(url) + 1
             if url in errors:
                 reason = escape_inline(errors[url])
@@ -390,7 +399,6 @@ class LiveReply:
         if choice.refusal:
             text += ("\n\n" if text else "") + "**Refusal:** " + escape_inline(choice.refusal)
         # Images that arrived outside the text (message.images) still get a marker.
-        in_text = set(image_urls_in_markdown(choice.text))
         extra = [label(u) for u in urls if u not in in_text]
         if extra:
             text += ("\n\n" if text else "") + " ".join(x for x in extra if x)
