@@ -443,7 +443,13 @@ class _BlockParser:
             # marked re-lexes list items and quotes from text it cut out its own
             # way (a lazy line can end an item early, tabs count differently):
             # only a fence at column 0 outside any container is sure
-            if b.sure and (b.closed or len(self.stack) == 1):  # nested: closed ones only
+            if b.sure and not b.closed and len(self.stack) > 1:
+                b.sure = False  # nested: closed ones only
+            if b.sure and any(_MATH_DELIM.search(self.text, x, y) for x, y in b.lines):
+                b.sure = False
+            if not b.sure:  # renderers may end this fence elsewhere: pairs shift after it
+                self.diverged = True
+            if b.sure:
                 self.doc.code.extend(b.lines)
                 self.doc.fences.append((b.span[0], b.span[1]))
             else:
@@ -590,6 +596,8 @@ class _BlockParser:
                         )
                     )
                     b.span = [self.base, self.base + len(line)]
+                    if not b.sure:
+                        self.diverged = True
                     self.advance_next_nonspace()
                     self.advance_offset(n, False)
                     # the info string is not code: treat it as text
@@ -844,7 +852,10 @@ _TITLE_RE = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|\((?:[^()\\]|\\.
 _WS_TO_EOL = re.compile(r"[ \t]*(?:\n|\Z)")
 _INLINE_SPECIAL = re.compile(r"[\\`\[\]]|!\[")
 _BACKTICKS = re.compile(r"`+")
-_UNSURE_CODE = re.compile(r"[|~*_\n]")
+_UNSURE_CODE = re.compile(r"[|~*_\n$]|\\(?:begin|end)\{|\\\\[()\[\]]")
+# math delimiters: a math pre-pass that ignores code (nbconvert's mistune) may
+# pair one inside code with one outside and cut the code in two
+_MATH_DELIM = re.compile(r"\$|\\(?:begin|end)\{|\\\\[()\[\]]")
 
 
 _DEST_STOP = re.compile(r"[\x00-\x20()\\]")
