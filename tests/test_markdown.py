@@ -277,6 +277,9 @@ PAYLOADS = {
     # ... and pastes it back unescaped for quotes: inside a title it breaks out
     "math in link title": '[x](http://a "$" onmouseover="alert(1)$")',
     "math in fence info": '```$" onmouseover="alert(1)$\ncode\n```',
+    # nbconvert's math step ignores code: "$...$" may cut a span or a fence
+    "nbconvert math over code span": "a $b `c$ <img src=x onerror=alert(1)>` d",
+    "nbconvert math over fence": "$$\n```\n$$\n<img src=x onerror=alert(1)>\n```",
     # marked (JupyterLab's parser) quirks
     "marked del splits code": "~~a `b~~ <img src=x onerror=alert(1)>`",
     "marked em over double backticks": "*a ``b* <img src=x onerror=alert(1)>`` c",
