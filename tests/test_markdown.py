@@ -8,6 +8,7 @@ markdown parser runs) emulated, and the HTML is parsed for anything active.
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import re
@@ -19,6 +20,7 @@ import pytest
 
 from jupyter_chatimg._markdown import (
     MarkdownImage,
+    _math_chunks,
     find_markdown_images,
     image_urls_in_markdown,
     safe_markdown,
@@ -402,6 +404,22 @@ def test_idempotent_on_mixed_text() -> None:
         out = safe_markdown(text)
         assert safe_markdown(out) == out, text
         assert_inert(out)
+
+
+def test_math_chunks_match_jupyterlab() -> None:
+    pieces = ["$", "$$", "\\begin{a}", "\\end{a}", "\\BEGIN{a}", "{", "}", "\n", "\n\n", " \n \n"]
+    pieces += ["\\$", "`", "``", "```\n", "~~~\n", "\\\\(", "\\\\)", "\\\\[", "x", "@@0@@", "a b"]
+    rng = random.Random(3)
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 20)))
+        chunks = _math_chunks(text)
+        if chunks != sorted(chunks) or any(a[1] > b[0] for a, b in itertools.pairwise(chunks)):
+            continue  # "@@0@@" inside math: stored twice, nested
+        parts, last = [], 0
+        for k, (a, b) in enumerate(chunks):
+            parts += [text[last:a], f"@@{k}@@"]
+            last = b
+        assert "".join([*parts, text[last:]]) == _jupyterlab_remove_math(text)[0], text
 
 
 def test_line_ends_are_normalised() -> None:
