@@ -108,6 +108,11 @@ class DisplaySink:
         pass
 
 
+# Model text must not drive the terminal: escape sequences can retitle it, rewrite
+# lines (CR), write the clipboard (OSC 52) or hide links (OSC 8). Newline and tab stay.
+_TERMINAL_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
 class PrintSink:
     """Plain text printed as it arrives (IPython in a terminal, plain Python)."""
 
@@ -118,7 +123,7 @@ class PrintSink:
         self._printed_any = False
 
     def delta(self, text: str) -> None:
-        self.stream.write(text)
+        self.stream.write(_TERMINAL_CONTROL.sub("", text))
         self.stream.flush()
         self._printed_any = True
 
@@ -128,7 +133,8 @@ class PrintSink:
         if final:
             self.stream.write("\n" if self._printed_any else "")
             if metadata and metadata.get("error"):
-                self.stream.write("⚠ " + str(metadata["error"]) + "\n")
+                error = _TERMINAL_CONTROL.sub("", str(metadata["error"]))
+                self.stream.write("⚠ " + error + "\n")
             self.stream.flush()
 
     def image(self, image: Any, *, metadata: dict[str, Any] | None) -> None:
