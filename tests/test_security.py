@@ -808,3 +808,15 @@ def test_known_vectors_mixed_and_cut_anywhere_stay_inert() -> None:
         texts += [mixed, mixed[: rng.randint(0, len(mixed))]]
     for text in texts:
         assert_inert(safe_markdown(text, image_label=lambda url: None))
+
+
+def test_terminal_output_carries_no_control_sequences(
+    endpoint: ReplayServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jupyter_chatimg._render import PrintSink
+
+    text = "Hi\x1b]0;owned\x07 there\r\n\x1b]52;c;ZXZpbA==\x07\x1b[2J\ttab\x9b31m end"
+    endpoint.add_sse("POST", PATH, chunked_sse(text, 2))
+    ci.chat("Go.", sink=PrintSink())
+    out = capsys.readouterr().out
+    assert out == "Hi]0;owned there\n]52;c;ZXZpbA==[2J\ttab31m end\n"
