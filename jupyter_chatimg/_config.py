@@ -65,6 +65,13 @@ class Secret:
     def __reduce__(self) -> Any:
         raise TypeError("an API key cannot be pickled or saved")
 
+    # Copies stay in memory, so they are allowed (dataclasses.asdict deep-copies fields).
+    def __copy__(self) -> Secret:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Secret:
+        return self
+
 
 @dataclass(frozen=True)
 class Settings:

@@ -265,3 +265,18 @@ def test_a_server_that_echoes_the_key_does_not_make_it_show(
     ):
         assert_no_key(text, "an echoed error")
     assert "***" in str(err)
+
+
+def test_settings_copy_but_never_pickle_or_show_the_key() -> None:
+    import copy
+    import dataclasses
+    import pickle
+
+    from jupyter_chatimg._config import resolve_settings
+
+    settings = resolve_settings(env={"OPENAI_API_KEY": SECRET}, config={})
+    copied = copy.deepcopy(settings)
+    assert copied.api_key is not None and copied.api_key.reveal() == SECRET
+    assert_no_key(repr(dataclasses.asdict(settings)), "asdict(settings)")
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(settings)
