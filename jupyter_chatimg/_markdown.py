@@ -136,6 +136,13 @@ _MATH_OUTSIDE = re.compile(
 )
 
 
+def _dollars(text: str, a: int, b: int) -> Iterable[int]:
+    d = text.find("$", a, b)
+    while d >= 0:
+        yield d
+        d = text.find("$", d + 1, b)
+
+
 def _math_chunks(text: str) -> list[tuple[int, int]]:
     """Spans that JupyterLab's ``removeMath`` takes out before markdown runs.
 
@@ -148,13 +155,16 @@ def _math_chunks(text: str) -> list[tuple[int, int]]:
     if "`" in text or "~~~" in text:
         protected: list[tuple[int, int]] = [m.span() for m in _JL_FENCE.finditer(text)]
         protected += [m.span() for m in _JL_CODE.finditer(text)]
-        if protected:
-            chars = list(text)
-            for a, b in protected:
-                for i in range(a, b):
-                    if chars[i] == "$":
-                        chars[i] = "\x01"
-            work = "".join(chars)
+        dollars = sorted({d for a, b in protected for d in _dollars(text, a, b)})
+        if dollars:
+            parts: list[str] = []
+            prev = 0
+            for d in dollars:
+                parts.append(text[prev:d])
+                parts.append("\x01")  # protected: not a delimiter
+                prev = d + 1
+            parts.append(text[prev:])
+            work = "".join(parts)
     chunks: list[tuple[int, int]] = []
     pos = 0
     n = len(work)
