@@ -17,11 +17,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
-from httpx_sse import EventSource
 
 from ._config import Settings
 from ._errors import (
@@ -38,6 +37,7 @@ from ._errors import (
 )
 from ._images import decode_data_uri, decode_image_bytes
 from ._result import ChatResult
+from ._sse import iter_sse
 from ._wire import Delta, StreamParser, error_from_response, parse_completion, retry_after_seconds
 
 __all__ = ["Cancel", "Client", "fetch_image", "retry_delay"]
@@ -280,10 +280,10 @@ class Client:
         limit = self.settings.max_reply_bytes
         counted = _Counted(response, limit)
         try:
-            for sse in EventSource(cast(httpx.Response, counted)).iter_sse():
+            for event, data in iter_sse(counted.iter_text()):
                 if cancel.is_set:
                     raise self._cancelled(parser, cancel)
-                for delta in parser.feed(sse.data, sse.event or "message"):
+                for delta in parser.feed(data, event):
                     if not first and (delta.text or delta.images or delta.refusal):
                         first.append(time.perf_counter())
                     if on_delta is not None:
@@ -517,7 +517,7 @@ class _TooLarge(Exception):
 
 
 class _Counted:
-    """The response as httpx-sse reads it (``headers``, ``iter_text``), counting as it
+    """The response's text as the SSE decoder reads it (``iter_text``), counting as it
     comes, so that the size bound holds even for one endless line with no event end."""
 
     def __init__(self, response: httpx.Response, limit: int) -> None:
