@@ -665,3 +665,61 @@ def test_demo_server_faults(
         assert shell.user_ns["_"].error is None and not err
     finally:
         server.close()
+
+
+# -- in a notebook: the partial text and the one line are what the saved output shows ----------
+
+NOTEBOOK_FAULTS = {
+    "cut": (stream(sse(), cut_after=upto(1)), "Alpha beta", "the connection to "),
+    "error event": (
+        stream(sse(after=2, insert="data: " + error_body("upstream overloaded") + "\n\n")),
+        "Alpha beta gamma",
+        "the server reported an error mid-reply: upstream overloaded",
+    ),
+    "401": (status(401, "Incorrect API key provided"), "", "HTTP 401: Incorrect API key provided"),
+    "proxy page": (
+        {"status": 502, "headers": {"Content-Type": "text/html"}, "body": HTML_502},
+        "",
+        "HTTP 502: the server answered with a non-JSON error page: 502 Bad Gateway",
+    ),
+}
+
+
+def test_faults_in_a_notebook_keep_the_partial_text_on_screen(
+    clean_env: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    servers = {name: ReplayServer() for name in NOTEBOOK_FAULTS}
+    try:
+        cells = ["%load_ext jupyter_chatimg\n%config ChatImg.max_retries = 0"]
+        for name, (reply, _, _) in NOTEBOOK_FAULTS.items():
+            servers[name].add("POST", PATH, **reply)
+            cells.append(f"%%chatimg --base-url {servers[name].url}\nGo.")
+            cells.append("print(repr(_.text), '|', _.error)")
+        ok = ReplayServer()
+        servers["ok"] = ok
+        ok.add_sse("POST", PATH, sse([OK_TEXT]))
+        cells.append(f"%%chatimg --base-url {ok.url}\nAgain.")
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+        NotebookClient(
+            nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+        ).execute()
+    finally:
+        for srv in servers.values():
+            srv.close()
+
+    for n, (name, (_, partial, message)) in enumerate(NOTEBOOK_FAULTS.items()):
+        reply_cell, check_cell = nb.cells[1 + 2 * n], nb.cells[2 + 2 * n]
+        (output,) = reply_cell.outputs
+        markdown = output["data"]["text/markdown"]
+        body, _, line = markdown.rpartition("\n\n")
+        assert body.strip() == partial, name
+        assert line.startswith("*⚠ ") and line.endswith("*") and "\n" not in line, name
+        assert message.replace("(", "\\(").replace(")", "\\)") in line or message in line, name
+        printed = check_cell.outputs[0]["text"]
+        assert printed.startswith(f"{partial!r} | ") and message in printed, name
+        assert all(o.output_type != "error" for o in reply_cell.outputs + check_cell.outputs)
+    final = nb.cells[-1].outputs[0]["data"]["text/markdown"]
+    assert final == OK_TEXT
