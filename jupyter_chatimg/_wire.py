@@ -309,6 +309,16 @@ class StreamParser:
             if value is not None and (type(value) is dict or isinstance(value, Mapping)):
                 body = value
                 break
+        if type(body) is dict and (len(body) == 1 or (len(body) == 2 and "role" in body)):
+            # the common chunk: a text delta and nothing else
+            content = body.get("content")
+            if content and type(content) is str:
+                state.text.append(content)
+                out = Delta(index, content)
+                reason = raw.get("finish_reason")
+                if reason and isinstance(reason, str):
+                    state.finish_reason = out.finish_reason = reason
+                return out
         out = Delta(index)
         content = body.get("content")
         if isinstance(content, str) and content:
