@@ -187,8 +187,16 @@ class _ChoiceState:
     tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
+# Server text shown in an error line must not drive a terminal (escape sequences).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
 def error_message_of(obj: Any, raw: str) -> str:
     """``error.message``, else ``message``, else ``details``, else the raw data."""
+    return _CONTROL.sub("", _message_of(obj, raw))
+
+
+def _message_of(obj: Any, raw: str) -> str:
     if isinstance(obj, Mapping):
         err = obj.get("error")
         if isinstance(err, Mapping):
@@ -521,7 +529,7 @@ def _excerpt(body: bytes | str, limit: int = 160) -> str:
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     title = re.search(r"<title[^>]*>(.*?)</title>", text, re.S | re.I)
     text = title.group(1) if title else _TAGS.sub(" ", text)
-    return one_line(text, limit) or "(empty body)"
+    return one_line(_CONTROL.sub("", text), limit) or "(empty body)"
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:

@@ -820,3 +820,16 @@ def test_terminal_output_carries_no_control_sequences(
     ci.chat("Go.", sink=PrintSink())
     out = capsys.readouterr().out
     assert out == "Hi]0;owned there\n]52;c;ZXZpbA==[2J\ttab31m end\n"
+
+
+def test_server_error_text_carries_no_control_sequences(
+    endpoint: ReplayServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jupyter_chatimg._render import PrintSink
+
+    body = json.dumps({"error": {"message": "denied\x1b]0;owned\x07\r now", "type": "x"}})
+    endpoint.add("POST", PATH, 403, {"Content-Type": "application/json"}, body)
+    with pytest.raises(ci.AuthenticationError) as info:
+        ci.chat("Go.", sink=PrintSink(), max_retries=0)
+    assert str(info.value).startswith("HTTP 403: denied]0;owned now (")
+    assert "\x1b" not in capsys.readouterr().out
