@@ -292,6 +292,7 @@ class _Block:
 
 _CONTAINERS = frozenset(("doc", "quote", "item"))
 _MAX_DEPTH = 40
+_PREFIX = re.compile(r"(?:[ \t]*(?:>|(?:[*+-]|\d{1,9}[.)])(?=[ \t]|$)))*[ \t]*")
 _ACCEPTS_LINES = frozenset(("para", "table", "fence", "code", "html"))
 _BLOCK_TAGS = (
     "address|article|aside|base|basefont|blockquote|body|caption|center|col|colgroup|dd|"
@@ -362,6 +363,7 @@ class _Doc:
     code: list[tuple[int, int]] = field(default_factory=list)
     weak: list[tuple[int, int]] = field(default_factory=list)
     fences: list[tuple[int, int]] = field(default_factory=list)  # sure fences, whole
+    tab_at: int = 1 << 62  # first line with a tab among its indentation or markers
 
 
 class _BlockParser:
@@ -733,6 +735,14 @@ class _BlockParser:
         self.column = 0
         self.partial_tab = False
         stack = self.stack
+        if "\t" in line and not (len(stack) == 2 and stack[1].kind == "fence"):
+            prefix = _PREFIX.match(line)
+            if prefix is not None and "\t" in prefix.group():
+                # marked expands tabs in lists and quotes and then cuts the text
+                # after them at offsets of the unexpanded text: characters go
+                # missing there, so nothing after this is sure any more
+                self.diverged = True
+                self.doc.tab_at = min(self.doc.tab_at, base)
         depth = 1
         while depth < len(stack):
             b = stack[depth]
@@ -1160,7 +1170,7 @@ def _read(text: str) -> _Found:
     found.spans.sort()
     delims = {a for a, _b, _c, _d in found.spans} | {c for _a, _b, c, _d in found.spans}
     fences = _Ranges(doc.fences)
-    stray = len(text)
+    stray = min(len(text), doc.tab_at)
     for m in _BACKTICKS.finditer(text):
         p = m.start()
         if p not in delims and p not in fences:
