@@ -43,8 +43,10 @@ BYTES_PER_SECOND = 80_000
 PLACEHOLDER = "*…*"
 # The image URLs a reply's images are fetched or decoded from (as image_urls_in_markdown).
 _FETCHABLE = re.compile(r"(?:https?://|data:image/[a-z0-9.+-]+;base64,)", re.IGNORECASE)
-# A markdown image still arriving at the end of the text: "![alt" or "![alt](url".
-_OPEN_IMAGE = re.compile(r"!\[[^\]\n]*(?:\]\([^)\s]*)?$")
+# A markdown image still arriving at the end of the text: "![alt", "![alt]" or "![alt](url".
+_OPEN_IMAGE = re.compile(r"!\[[^\]\n]*(?:\](?:\([^)\s]*)?)?$")
+# The characters that can end such an image (or show that it is none).
+_MAY_CLOSE = re.compile(r"[\])\s]")
 
 
 class Sink(Protocol):
@@ -207,6 +209,8 @@ class LiveReply:
         self._status = ""
         self._printed = 0
         self._printed_images = 0
+        self._unprinted: list[str] = []  # choice 0's text not printed yet (terminal)
+        self._holding = False  # an image is still arriving at the end of that text
         self.updates = 0
 
     # -- streaming -----------------------------------------------------------
@@ -261,32 +265,64 @@ class LiveReply:
                 self._shown_text = True
         if self._wants_deltas:
             if text and delta.index == 0:
-                self._print_stable(final=False)
+                self._print_stable(final=False, new=text)
             return
         self._send(final=False)
 
-    def _print_stable(self, *, final: bool) -> None:
-        """Print the new text of choice 0, images as markers, never half an image."""
+    def _print_stable(self, *, final: bool, new: str = "") -> None:
+        """Print the new text of choice 0, images as markers, never half an image.
+
+        Linear in the reply: the whole text is read (for images, in context) only
+        when the unprinted part holds a "![" that may have just become an image;
+        other text goes out as it comes, and an image still arriving is held back
+        without looking at it again until a character that can end it arrives.
+        """
         with self._lock:
-            text = "".join(self._texts.get(0, []))
-            end = len(text)
-            if not final:
-                tail = _OPEN_IMAGE.search(text, max(self._printed, len(text) - 4096))
-                if tail is not None:
-                    end = tail.start()
-            if end <= self._printed:
+            self._unprinted.append(new)
+            if final:
+                tail = "!["  # the whole text, read once more
+            elif self._holding and not _MAY_CLOSE.search(new):
                 return
-            out: list[str] = []
-            pos = self._printed
-            for image in find_markdown_images(text):
-                if image.start >= pos and image.end <= end:
-                    self._printed_images += 1
-                    out.append(text[pos : image.start])
-                    out.append(f"[image {self._printed_images}]")
-                    pos = image.end
-            out.append(text[pos:end])
-            self._printed = end
-        self.sink.delta("".join(out))
+            else:
+                tail = "".join(self._unprinted)
+            if "![" not in tail:
+                # no image can begin here; a last "!" may begin one
+                cut = len(tail) - 1 if tail.endswith("!") else len(tail)
+                self._unprinted = [tail[cut:]]
+                self._printed += cut
+                self._holding = False
+                out = tail[:cut]
+            else:
+                out = self._stable_with_markers(final=final)
+        if out:
+            self.sink.delta(out)
+
+    def _stable_with_markers(self, *, final: bool) -> str:
+        """Under the lock: the new stable text, read whole so that images are found in context."""
+        text = "".join(self._texts.get(0, []))
+        end = len(text)
+        self._holding = False
+        if not final:
+            open_image = _OPEN_IMAGE.search(text, self._printed)
+            if open_image is not None:
+                end = open_image.start()
+                self._holding = True
+            elif text.endswith("!"):
+                end -= 1
+        self._unprinted = [text[max(end, self._printed) :]]
+        if end <= self._printed:
+            return ""
+        out: list[str] = []
+        pos = self._printed
+        for image in find_markdown_images(text):
+            if image.start >= pos and image.end <= end:
+                self._printed_images += 1
+                out.append(text[pos : image.start])
+                out.append(f"[image {self._printed_images}]")
+                pos = image.end
+        out.append(text[pos:end])
+        self._printed = end
+        return "".join(out)
 
     def _interval(self, length: int) -> float:
         return max(self.update_interval, length / BYTES_PER_SECOND)
