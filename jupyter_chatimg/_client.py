@@ -372,7 +372,7 @@ class Client:
                 f"({type(exc).__name__}); try again"
             ) from None
         try:
-            obj = json.loads(bytes(buf))
+            obj = json.loads(buf)  # from the bytearray: no second copy of a large reply
         except ValueError:
             raise APIError(
                 f"the reply from {self.settings.host} is not JSON: "
