@@ -237,8 +237,12 @@ class StreamParser:
 
     @property
     def finished(self) -> bool:
-        """True once ``[DONE]`` or a ``finish_reason`` has arrived."""
-        return self.saw_done or any(c.finish_reason for c in self._choices.values())
+        """True once ``[DONE]`` has arrived, or a ``finish_reason`` for every choice seen
+        (with ``n`` > 1, one finished choice does not make a cut reply whole)."""
+        if self.saw_done:
+            return True
+        states = self._choices.values()
+        return bool(states) and all(c.finish_reason for c in states)
 
     def feed(self, data: str, event: str = "message") -> list[Delta]:
         """Decode one event's data; return what it added."""

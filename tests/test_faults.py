@@ -315,6 +315,22 @@ FAULTS: dict[str, Fault] = {
         StreamError,
         "Alpha beta",
     ),
+    "n=2: one choice finished, then the connection ended": Fault(
+        [
+            stream(
+                sse(finish=False)
+                + 'data: {"choices":[{"index":1,"delta":{"content":"Other"}}]}\n\n'
+                + 'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+            )
+        ],
+        1,
+        [],
+        r"the connection closed before the reply finished \(no \[DONE\]\); the partial reply "
+        r"is kept - run the cell again for a whole one",
+        StreamError,
+        WHOLE,
+        options="--n 2",
+    ),
     "malformed chunk skipped, the rest kept": Fault(
         [stream(sse(after=1, insert='data: {"choices": [{"delta": {"content": "x"\n\n'))],
         1,
