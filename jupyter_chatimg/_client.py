@@ -542,10 +542,6 @@ class _Counted:
         self._limit = limit
         self.received = 0
 
-    @property
-    def headers(self) -> httpx.Headers:
-        return self._response.headers
-
     def iter_text(self) -> Iterator[str]:
         for text in self._response.iter_text():
             self.received += len(text)
