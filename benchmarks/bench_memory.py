@@ -2,7 +2,8 @@
 
 The client runs in a fresh subprocess (so nothing else is in its memory); the
 server runs here. Two numbers: the peak resident set size above the RSS just
-before the call (everything: Python objects and Pillow's pixel buffers), and
+before the call (everything: Python objects and Pillow's pixel buffers; Linux
+``VmHWM``, reset through ``/proc/self/clear_refs`` after a warm-up request), and
 tracemalloc's peak (Python allocations only) in a second subprocess.
 """
 
@@ -21,20 +22,22 @@ from ._common import Row, clean_env, row, size
 from ._server import BenchServer, completion_body
 
 CHILD = r"""
-import json, resource, sys, tracemalloc
+import json, re, sys, tracemalloc
 import jupyter_chatimg as ci
 url, warm_url, mode = sys.argv[1:4]
 
-def rss():
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * resource.getpagesize()
+def status(field):
+    with open("/proc/self/status") as fh:
+        return int(re.search(field + r":\s+(\d+) kB", fh.read()).group(1)) * 1024
 
 ci.chat("warm up", base_url=warm_url, stream=False, display=False, max_retries=0)
 if mode == "trace":
     tracemalloc.start()
-before = rss()
+with open("/proc/self/clear_refs", "w") as fh:
+    fh.write("5")  # reset the peak RSS (VmHWM) to the current RSS
+before = status("VmRSS")
 r = ci.chat("draw", base_url=url, stream=False, display=False, max_retries=0)
-peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+peak_rss = status("VmHWM") - before
 traced = tracemalloc.get_traced_memory()[1] if mode == "trace" else 0
 print(json.dumps({"rss": peak_rss, "traced": traced, "images": [im.size for im in r.images],
                   "text": r.text[:40]}))
