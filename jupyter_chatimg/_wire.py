@@ -377,7 +377,8 @@ class StreamParser:
         for state in states:
             text = "".join(state.text)
             urls = list(state.images)
-            urls.extend(u for u in image_urls_in_markdown(text) if u not in urls)
+            if "![" in text:  # every markdown image has one; most replies none
+                urls.extend(u for u in image_urls_in_markdown(text) if u not in urls)
             choices.append(
                 Choice(
                     index=state.index,
