@@ -53,7 +53,7 @@ class ChatResult:
     error: BaseException | None = None
     """None, or the error that cut this (partial) reply short."""
     raw: Any = None
-    """The final JSON (non-streaming) or the list of chunks received (streaming)."""
+    """The final JSON (non-streaming), or the chunks assembled into one such object (streaming)."""
     request: dict[str, Any] | None = None
     """The request as sent, with images replaced by short digests."""
     endpoint: str | None = None
