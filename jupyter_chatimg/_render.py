@@ -347,6 +347,9 @@ class LiveReply:
             self._timer = None
             if not self._dirty or self._closed:
                 return
+            if self._clock() < self._last_sent + self._interval(self._length):
+                self._start_timer()  # the text grew since: its window did too
+                return
         self._send(final=False)
 
     def _send(self, *, final: bool, result: ChatResult | None = None) -> None:
