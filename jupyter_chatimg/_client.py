@@ -18,10 +18,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
+from httpx_sse import EventSource
 
 from ._config import Settings
 from ._errors import (
@@ -38,7 +39,6 @@ from ._errors import (
 )
 from ._images import decode_data_uri, decode_image_bytes
 from ._result import ChatResult
-from ._sse import iter_sse
 from ._wire import Delta, StreamParser, error_from_response, parse_completion, retry_after_seconds
 
 __all__ = ["Cancel", "Client", "fetch_image", "retry_delay"]
@@ -295,12 +295,14 @@ class Client:
         first: list[float],
     ) -> None:
         limit = self.settings.max_reply_bytes
-        counted = _Counted(response, limit)
+        # httpx-sse reads the text through ``iter_text``; the proxy counts it as it
+        # comes, so the size bound holds even for one endless line with no event end.
+        events = EventSource(cast(httpx.Response, _Counted(response, limit)))
         try:
-            for event, data in iter_sse(counted.iter_text()):
+            for sse in events.iter_sse():
                 if cancel.is_set:
                     raise self._cancelled(parser, cancel)
-                for delta in parser.feed(data, event):
+                for delta in parser.feed(sse.data, sse.event or "message"):
                     if not first and (delta.text or delta.images or delta.refusal):
                         first.append(time.perf_counter())
                     if on_delta is not None:
@@ -534,13 +536,14 @@ class _TooLarge(Exception):
 
 
 class _Counted:
-    """The response's text as the SSE decoder reads it (``iter_text``), counting as it
-    comes, so that the size bound holds even for one endless line with no event end."""
+    """The response as httpx-sse reads it (``headers``, ``iter_text``), counting the
+    text as it comes."""
 
     def __init__(self, response: httpx.Response, limit: int) -> None:
         self._response = response
         self._limit = limit
         self.received = 0
+        self.headers = response.headers
 
     def iter_text(self) -> Iterator[str]:
         for text in self._response.iter_text():
