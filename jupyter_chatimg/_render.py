@@ -236,6 +236,18 @@ class LiveReply:
         """Take one delta; send an update if the coalescing window allows."""
         # The hot path of a stream: one call per token, so it does as little as it can.
         text = delta.text
+        if text and self._timer is not None and not delta.images and not delta.refusal:
+            # An update is already due from the timer: only keep the text. No lock: the
+            # timer thread only reads the parts; if it has taken the timer away by the
+            # check below, the locked path makes sure another update is scheduled.
+            parts = self._texts.get(delta.index)
+            if parts is not None:
+                parts.append(text)
+                self._length += len(text)
+                self._dirty = True
+                if self._timer is not None:
+                    return
+                text = ""  # kept already; the locked path below only schedules
         with self._lock:
             if self._closed:
                 return

@@ -147,3 +147,18 @@ def test_terminal_printing_in_random_pieces(seed: int, monkeypatch: pytest.Monke
     assert B64[:100] not in out.getvalue()
     # the whole text is read again only around images, not once per delta
     assert len(reads) <= 3 * text.count("![") + 2, (len(reads), deltas)
+
+
+def test_real_timers_lose_no_text_and_keep_the_window() -> None:
+    clock = Clock()
+    sink = Recorder(clock)
+    live = LiveReply(sink=sink, update_interval=0.01)  # real clock and timers
+    live.start()
+    tokens = [f" t{i}" for i in range(30_000)]
+    for tok in tokens:
+        live.on_delta(Delta(0, tok))
+    live.finish(ChatResult(choices=[Choice(text="".join(tokens))]))
+    assert sink.updates[-1][2] and sink.updates[-1][1].endswith("t29999")
+    # every update shows a prefix of the reply: nothing kept out of order or lost
+    full = "".join(tokens).strip()
+    assert all(full.startswith(u[1].strip()) for u in sink.updates[1:])
