@@ -287,8 +287,21 @@ class StreamParser:
         usage = get("usage")
         if usage is not None and isinstance(usage, Mapping):
             self.usage = dict(usage)
-        deltas: list[Delta] = []
         choices = get("choices")
+        if type(choices) is list and len(choices) == 1:
+            # The common chunk, once per token: one choice already seen, a text delta
+            # (with or without role) and nothing else; what _feed_choice would do.
+            raw = choices[0]
+            if type(raw) is dict and not raw.get("finish_reason"):
+                body = raw.get("delta")
+                if type(body) is dict and (len(body) == 1 or (len(body) == 2 and "role" in body)):
+                    content = body.get("content")
+                    index = raw.get("index", 0)
+                    state = self._choices.get(index if isinstance(index, int) else 0)
+                    if content and type(content) is str and state is not None:
+                        state.text.append(content)
+                        return [Delta(state.index, content)]
+        deltas: list[Delta] = []
         if not isinstance(choices, list):
             return deltas
         error_reason = None
