@@ -145,11 +145,10 @@ NOTES = [
     "header, metadata and content. Cell wall time is from `execute_request` to the idle status.",
     "- Wall time: the baseline cell reads the same stream with httpx + httpx-sse and "
     "`json.loads` per event, rendering nothing; both cells create their own `httpx.Client`. "
-    "Warm-up runs first, then the cells alternate; medians. The client builds its TLS "
-    "context once per process (every new `httpx.Client` otherwise loads the CA bundle again, "
-    "15-40 ms) and cuts SSE events out of each read itself (`jupyter_chatimg/_sse.py`, checked "
-    "against httpx-sse); the second row shows the ratio against a bare loop that also reuses "
-    "its TLS context, i.e. the per-event cost of parsing and rendering alone.",
+    "Warm-up runs first, then the cells alternate; medians. The client reads with httpx-sse "
+    "too, and builds its TLS context once per process (every new `httpx.Client` otherwise "
+    "loads the CA bundle again, 15-40 ms); the second row shows the ratio against a bare loop "
+    "that also reuses its TLS context, i.e. the per-event cost of parsing and rendering alone.",
     "- Bytes: the per-token full redraw baseline is computed (one message per token carrying "
     "the whole text so far, with our measured per-message overhead).",
     "- First token: the server pauses 0.3 s before the first content event and records "
