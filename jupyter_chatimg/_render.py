@@ -44,6 +44,8 @@ PLACEHOLDER = "*…*"
 # The image URLs a reply's images are fetched or decoded from (as image_urls_in_markdown).
 _FETCHABLE = re.compile(r"(?:https?://|data:image/[a-z0-9.+-]+;base64,)", re.IGNORECASE)
 # A markdown image still arriving at the end of the text: "![alt", "![alt]" or "![alt](url".
+# An image (or its unfinished start) in the short text/plain: no data: URI there.
+_PLAIN_IMAGE = re.compile(r"!\[[^\]\n]*\]\([^)\s]*\)?")
 _OPEN_IMAGE = re.compile(r"!\[[^\]\n]*(?:\](?:\([^)\s]*)?)?$")
 # The characters that can end such an image (or show that it is none).
 _MAY_CLOSE = re.compile(r"[\])\s]")
@@ -408,7 +410,7 @@ class LiveReply:
             if many:
                 body = f"**Choice {choice.index + 1}**\n\n{body}"
             blocks.append(body)
-            plains.append(choice.text)
+            plains.append(_PLAIN_IMAGE.sub("[image]", choice.text[:4000]))
         markdown = "\n\n---\n\n".join(b for b in blocks if b)
         if not markdown.strip() and not final:
             markdown = PLACEHOLDER
