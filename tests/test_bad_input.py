@@ -22,7 +22,7 @@ from PIL import Image
 
 import jupyter_chatimg as ci
 
-KEY = "sk-bad-input-secret-abcdefghijklmnop"
+KEY = "sk-test-bad-input-secret-abcdefghijklmnop"
 PATH = "/v1/chat/completions"
 ANY_IMAGE = "pass a PIL image, a numpy array, a Figure, bytes, a path or an http(s)/data: URL"
 OPTIONS = "see %%chatimg? for the options"

@@ -20,7 +20,7 @@ from jupyter_chatimg import _cache
 from jupyter_chatimg._config import resolve_settings
 
 CHAT = "/v1/chat/completions"
-SECRET = "sk-cache-test-0123456789abcdefghijklmn"
+SECRET = "sk-test-cache-0123456789abcdefghijklmn"
 
 
 def png_uri(img: Image.Image) -> str:
@@ -111,7 +111,7 @@ def test_the_key_is_never_stored_and_the_endpoint_is_in_the_key(
         assert ci.chat("hi", cache=True, display=False).cached
         # Another endpoint, same request: a miss.
         clean_env.setenv("CHATIMG_BASE_URL", two.url)
-        clean_env.setenv("CHATIMG_API_KEY", "sk-another-key-000000000000000000")
+        clean_env.setenv("CHATIMG_API_KEY", "sk-test-another-key-000000000000000000")
         assert not ci.chat("hi", cache=True, display=False).cached
         assert len(one.requests) == len(two.requests) == 1
     files = [p for p in cache_dir.rglob("*") if p.is_file()]

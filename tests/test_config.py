@@ -56,7 +56,7 @@ def test_chatimg_key_wins_for_its_host() -> None:
     env = {
         "CHATIMG_BASE_URL": "http://gw.test/v1",
         "CHATIMG_API_KEY": KEY,
-        "OPENAI_API_KEY": "sk-other-aaaaaaaaaaaaaaaaaaaa",
+        "OPENAI_API_KEY": "sk-test-other-aaaaaaaaaaaaaaaaaaaa",
     }
     s = resolve(env=env)
     assert s.api_key == Secret(KEY) and s.key_source == "CHATIMG_API_KEY"
@@ -76,9 +76,9 @@ def test_key_not_sent_to_another_host() -> None:
 
 
 def test_named_key_goes_to_the_endpoint_it_is_named_for() -> None:
-    env = {"OPENAI_API_KEY": KEY, "MY_GW_KEY": "sk-gw-key-aaaaaaaaaaaaaaaaaaaaaa"}
+    env = {"OPENAI_API_KEY": KEY, "MY_GW_KEY": "sk-test-gw-key-aaaaaaaaaaaaaaaaaaaaaa"}
     s = resolve({"base_url": "http://gw.test/v1", "api_key_env": "MY_GW_KEY"}, env=env)
-    assert s.api_key == Secret("sk-gw-key-aaaaaaaaaaaaaaaaaaaaaa") and s.key_source == "MY_GW_KEY"
+    assert s.api_key == Secret("sk-test-gw-key-aaaaaaaaaaaaaaaaaaaaaa") and s.key_source == "MY_GW_KEY"
 
 
 @pytest.mark.parametrize(

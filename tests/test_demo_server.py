@@ -117,7 +117,7 @@ def test_other_paths_and_methods(client: httpx.Client) -> None:
 
 
 def test_authorization_accepted_never_required_never_echoed(client: httpx.Client) -> None:
-    key = "sk-secret-demo-key-123456"
+    key = "sk-test-secret-demo-key-123456"
     plain = client.post("/chat/completions", json=chat_body())
     keyed = client.post(
         "/chat/completions", json=chat_body(), headers={"Authorization": f"Bearer {key}"}

@@ -40,7 +40,7 @@ from jupyter_chatimg._errors import (
     StreamError,
 )
 
-SECRET = "sk-fault-table-secret-0123456789abcdef"
+SECRET = "sk-test-fault-table-secret-0123456789abcdef"
 PATH = "/v1/chat/completions"
 TOKENS = ["Alpha", " beta", " gamma", " delta"]
 WHOLE = "".join(TOKENS)

@@ -13,7 +13,7 @@ import pytest
 from _servers import ReplayServer
 from nbclient import NotebookClient
 
-SECRET = "sk-provenance-0123456789abcdefghijklmnop"
+SECRET = "sk-test-provenance-0123456789abcdefghijklmnop"
 TINY_PNG = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAFklEQVR4nGNkYPjPwMDAxMDAwMDAAAALHwEDmIWXfgAAAABJRU5ErkJggg=="
 CHAT = "/v1/chat/completions"
 

@@ -38,8 +38,8 @@ from jupyter_chatimg import _client
 from jupyter_chatimg._client import fetch_image
 from jupyter_chatimg._errors import ImageInputError
 
-KEY = "sk-security-secret-0123456789abcdefgh"
-OTHER_KEY = "sk-other-secret-zyxwvutsrqponmlkjih"
+KEY = "sk-test-security-secret-0123456789abcdefgh"
+OTHER_KEY = "sk-test-other-secret-zyxwvutsrqponmlkjih"
 PATH = "/v1/chat/completions"
 PUBLIC_IP = "93.184.216.34"  # a public address: never connected to, the router sends it to loopback
 
