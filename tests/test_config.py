@@ -78,7 +78,9 @@ def test_key_not_sent_to_another_host() -> None:
 def test_named_key_goes_to_the_endpoint_it_is_named_for() -> None:
     env = {"OPENAI_API_KEY": KEY, "MY_GW_KEY": "sk-test-gw-key-aaaaaaaaaaaaaaaaaaaaaa"}
     s = resolve({"base_url": "http://gw.test/v1", "api_key_env": "MY_GW_KEY"}, env=env)
-    assert s.api_key == Secret("sk-test-gw-key-aaaaaaaaaaaaaaaaaaaaaa") and s.key_source == "MY_GW_KEY"
+    assert (
+        s.api_key == Secret("sk-test-gw-key-aaaaaaaaaaaaaaaaaaaaaa") and s.key_source == "MY_GW_KEY"
+    )
 
 
 @pytest.mark.parametrize(

@@ -638,7 +638,9 @@ def test_every_streamed_update_is_inert(endpoint: ReplayServer, other: ReplaySer
     sink = AllUpdates()
     result = ci.chat("Go.", sink=sink, update_interval=0.001, image_hosts=("allowed.invalid",))
     assert result.text == text
-    assert len(sink.all) >= 5  # intermediate states, each with a half-written payload (timing-dependent count)
+    assert (
+        len(sink.all) >= 5
+    )  # intermediate states, each with a half-written payload (timing-dependent count)
     for markdown in sink.all:
         assert_inert(markdown)
     final = render(sink.markdown)
