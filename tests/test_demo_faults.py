@@ -6,28 +6,16 @@ import base64
 import io
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+from _demo import http, server  # noqa: F401 - fixtures
 from PIL import Image
 
-from jupyter_chatimg.demo import DemoServer, serve_demo
+from jupyter_chatimg.demo import DemoServer
 from jupyter_chatimg.demo._faults import MDINJECT_PAYLOADS, FaultSyntaxError, parse_faults
 from jupyter_chatimg.demo._testing import decode_data_uri, markdown_data_uris
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[DemoServer]:
-    with serve_demo() as s:
-        yield s
-
-
-@pytest.fixture
-def http(server: DemoServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=20) as c:
-        yield c
 
 
 def body(model: str = "demo-vision", stream: bool = True, **extra: object) -> dict[str, Any]:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import httpx
 import pytest
+from _demo import http, server  # noqa: F401 - fixtures
 from PIL import Image, ImageDraw
 
-from jupyter_chatimg.demo import DemoServer, serve_demo
 from jupyter_chatimg.demo._colors import PALETTE, lighter
 from jupyter_chatimg.demo._prompt import parse_edits, parse_scene
 from jupyter_chatimg.demo._testing import (
@@ -21,18 +20,6 @@ from jupyter_chatimg.demo._testing import (
 )
 
 RED, BLUE, WHITE = PALETTE["red"], PALETTE["blue"], PALETTE["white"]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[DemoServer]:
-    with serve_demo() as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def http(server: DemoServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=30) as c:
-        yield c
 
 
 def post(http: httpx.Client, *messages: dict[str, object], **extra: object) -> dict[str, object]:

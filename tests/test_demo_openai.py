@@ -7,16 +7,11 @@ from typing import Any
 
 import openai
 import pytest
+from _demo import http, server  # noqa: F401 - fixtures
 from PIL import Image, ImageDraw
 
-from jupyter_chatimg.demo import DemoServer, serve_demo
+from jupyter_chatimg.demo import DemoServer
 from jupyter_chatimg.demo._testing import decode_data_uri, markdown_data_uris, user_message
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[DemoServer]:
-    with serve_demo() as s:
-        yield s
 
 
 @pytest.fixture(scope="module")

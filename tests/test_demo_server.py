@@ -8,29 +8,17 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from _demo import http, server  # noqa: F401 - fixtures
 
 from jupyter_chatimg import demo
 from jupyter_chatimg.demo import DEMO_MODELS, DemoServer, ensure_demo_server, serve_demo
 from jupyter_chatimg.demo._faults import MDINJECT_PAYLOADS
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[DemoServer]:
-    with serve_demo() as s:
-        yield s
-
-
-@pytest.fixture
-def client(server: DemoServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=10) as c:
-        yield c
 
 
 def chat_body(**extra: object) -> dict[str, object]:
@@ -48,25 +36,25 @@ def test_url_shape_and_loopback_only(server: DemoServer) -> None:
     assert "running" in repr(server)
 
 
-def test_models_list(client: httpx.Client) -> None:
-    r = client.get("/models")
+def test_models_list(http: httpx.Client) -> None:
+    r = http.get("/models")
     assert r.status_code == 200
     body = r.json()
     assert body["object"] == "list"
     assert [m["id"] for m in body["data"]] == list(DEMO_MODELS)
     assert all(m["object"] == "model" and m["owned_by"] for m in body["data"])
-    one = client.get("/models/demo-image").json()
+    one = http.get("/models/demo-image").json()
     assert one["id"] == "demo-image"
 
 
-def test_unknown_model_is_404_naming_the_available_ones(client: httpx.Client) -> None:
-    r = client.post("/chat/completions", json=chat_body(model="gpt-4o"))
+def test_unknown_model_is_404_naming_the_available_ones(http: httpx.Client) -> None:
+    r = http.post("/chat/completions", json=chat_body(model="gpt-4o"))
     assert r.status_code == 404
     err = r.json()["error"]
     assert set(err) == {"message", "type", "param", "code"}
     assert "gpt-4o" in err["message"] and "demo-vision" in err["message"]
     assert err["param"] == "model" and err["code"] == "model_not_found"
-    assert client.get("/models/gpt-4o").status_code == 404
+    assert http.get("/models/gpt-4o").status_code == 404
 
 
 @pytest.mark.parametrize(
@@ -93,9 +81,9 @@ def test_unknown_model_is_404_naming_the_available_ones(client: httpx.Client) ->
     ],
 )
 def test_bad_requests_are_400_with_standard_body(
-    client: httpx.Client, content: bytes, param: str | None
+    http: httpx.Client, content: bytes, param: str | None
 ) -> None:
-    r = client.post(
+    r = http.post(
         "/chat/completions", content=content, headers={"Content-Type": "application/json"}
     )
     assert r.status_code == 400
@@ -106,25 +94,25 @@ def test_bad_requests_are_400_with_standard_body(
         assert err["param"] == param
 
 
-def test_other_paths_and_methods(client: httpx.Client) -> None:
-    r = client.get("/chat/completions")
+def test_other_paths_and_methods(http: httpx.Client) -> None:
+    r = http.get("/chat/completions")
     assert r.status_code == 405 and r.headers["allow"] == "POST"
     assert "error" in r.json()
-    assert client.post("/models", json={}).status_code == 405
-    r = client.post("/embeddings", json={})
+    assert http.post("/models", json={}).status_code == 405
+    r = http.post("/embeddings", json={})
     assert r.status_code == 404 and "Invalid URL" in r.json()["error"]["message"]
-    assert client.delete("/chat/completions").status_code == 405
+    assert http.delete("/chat/completions").status_code == 405
 
 
-def test_authorization_accepted_never_required_never_echoed(client: httpx.Client) -> None:
+def test_authorization_accepted_never_required_never_echoed(http: httpx.Client) -> None:
     key = "sk-test-secret-demo-key-123456"
-    plain = client.post("/chat/completions", json=chat_body())
-    keyed = client.post(
+    plain = http.post("/chat/completions", json=chat_body())
+    keyed = http.post(
         "/chat/completions", json=chat_body(), headers={"Authorization": f"Bearer {key}"}
     )
     assert plain.status_code == keyed.status_code == 200
     assert key not in keyed.text and key not in str(keyed.headers)
-    bad = client.post(
+    bad = http.post(
         "/chat/completions",
         json=chat_body(model="nope"),
         headers={"Authorization": f"Bearer {key}"},
@@ -132,11 +120,11 @@ def test_authorization_accepted_never_required_never_echoed(client: httpx.Client
     assert key not in bad.text
 
 
-def test_keep_alive_serves_several_requests_on_one_connection(client: httpx.Client) -> None:
+def test_keep_alive_serves_several_requests_on_one_connection(http: httpx.Client) -> None:
     # Errors, streams and plain answers leave the connection usable.
     for body in (chat_body(stream=True), chat_body(model="nope"), chat_body()):
-        client.post("/chat/completions", json=body)
-    assert client.get("/models").status_code == 200
+        http.post("/chat/completions", json=body)
+    assert http.get("/models").status_code == 200
 
 
 def test_concurrent_requests(server: DemoServer) -> None:
@@ -327,15 +315,15 @@ def test_demo_package_imports_no_core_module_and_no_httpx() -> None:
     assert proc.stdout.strip() == "[]", proc.stderr
 
 
-def test_same_request_gives_byte_identical_replies(client: httpx.Client) -> None:
+def test_same_request_gives_byte_identical_replies(http: httpx.Client) -> None:
     body = chat_body(
         model="demo-image",
         stream=True,
         messages=[{"role": "user", "content": "two red hearts on a dark blue background"}],
         stream_options={"include_usage": True},
     )
-    first = client.post("/chat/completions", json=body).content
-    second = client.post("/chat/completions", json=body).content
+    first = http.post("/chat/completions", json=body).content
+    second = http.post("/chat/completions", json=body).content
     assert first == second  # ids and "created" too: they derive from the request
-    other = client.post("/chat/completions", json={**body, "n": 2}).content
+    other = http.post("/chat/completions", json={**body, "n": 2}).content
     assert other != first

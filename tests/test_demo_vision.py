@@ -4,29 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 
 import httpx
 import numpy as np
 import pytest
+from _demo import http, server  # noqa: F401 - fixtures
 from PIL import Image, ImageDraw
 
-from jupyter_chatimg.demo import DemoServer, serve_demo
 from jupyter_chatimg.demo._colors import PALETTE, darker, lighter, name_of
 from jupyter_chatimg.demo._describe import analyze
 from jupyter_chatimg.demo._testing import data_uri, user_message
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[DemoServer]:
-    with serve_demo() as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def http(server: DemoServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=20) as c:
-        yield c
 
 
 def ask(http: httpx.Client, *messages: dict[str, object], **extra: object) -> str:
