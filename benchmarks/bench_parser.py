@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from jupyter_chatimg._wire import StreamParser
+from jupyter_chatimg._dialects.chat import StreamParser
 
 from ._common import Row, median, ms, row, timed
 from ._server import sse_events

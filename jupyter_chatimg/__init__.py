@@ -11,7 +11,6 @@ from typing import Any
 
 from ._batch import chat_many
 from ._chat import achat, chat, clear_cache, conversation, list_models, reset_conversation
-from ._client import Cancel
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -27,6 +26,7 @@ from ._errors import (
     StreamError,
 )
 from ._result import ChatResult, Choice, Timings
+from ._session import Cancel
 
 __version__ = "0.1.0"
 
@@ -71,7 +71,7 @@ def serve_demo(port: int = 0) -> Any:
 def __getattr__(name: str) -> Any:
     # ipywidgets is imported only when the panel is used.
     if name == "ChatPanel":
-        from ._panel import ChatPanel
+        from .panel import ChatPanel
 
         return ChatPanel
     raise AttributeError(f"module 'jupyter_chatimg' has no attribute {name!r}")

@@ -10,54 +10,44 @@ times; other retryable failures (5xx, 408, 409, no answer) ``max_retries``
 times, each item on its own. An item that still fails is recorded (its
 ``ChatResult`` has ``.error`` set) and the batch goes on.
 
-Progress: an ipywidgets bar in a notebook (replaced by a table of results,
-thumbnails and escaped text, at the end), a tqdm-style line on stderr
-elsewhere. Interrupting the kernel stops the batch: requests in flight are
+Progress is shown by ``_progress`` (a bar, then a table of the results).
+Every item is a ``Request`` sent through the notebook's ``Session``; the
+retry rules are the HTTP layer's (``retryable``). Interrupting the kernel stops the batch: requests in flight are
 closed, items not done get an error, and the results so far are returned.
 """
 
 from __future__ import annotations
 
-import base64
-import functools
-import html
-import io
-import ssl
-import sys
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-import httpx
-
-from ._chat import _settings_for, _split_kwargs, digest_request, history_text, prepare_request, send
-from ._client import MAX_RETRY_AFTER, Cancel, retry_delay
-from ._errors import (
-    APIConnectionError,
-    APIError,
-    ChatImgError,
-    ConfigError,
-    RateLimitError,
-    ServerError,
-    StreamError,
-    one_line,
-)
-from ._images import decode_data_uri
+from ._chat import default_session
+from ._errors import APIError, ChatImgError, ConfigError, RateLimitError
+from ._progress import Progress, input_thumb, make_progress, results_table
 from ._render import in_notebook
+from ._request import Request, build_request, request_fields
 from ._result import ChatResult
+from ._session import (
+    MAX_RETRY_AFTER,
+    Cancel,
+    Prepared,
+    Session,
+    pooled_transport,
+    retry_delay,
+    retryable,
+    settings_for,
+)
 
 __all__ = ["MAX_RATE_LIMIT_RETRIES", "RateGate", "chat_many", "results_table", "run_batch"]
+
 
 MAX_RATE_LIMIT_RETRIES = 10
 """How many 429s one item may meet before it is recorded as failed."""
 INTERRUPT_GRACE = 1.0
 """Seconds an interrupted batch waits for requests in flight to close."""
-THUMBNAIL = 96
-"""Side in pixels of the thumbnails in the results table."""
-_TEXT_IN_TABLE = 400
 
 
 class RateGate:
@@ -150,209 +140,13 @@ def _items(items: Iterable[Any]) -> list[_Item]:
     return out
 
 
-class _Progress(Protocol):
-    def update(self, done: int, failed: int, elapsed: float) -> None: ...
-
-    def close(
-        self, results: list[ChatResult], thumbs: list[str | None], elapsed: float
-    ) -> None: ...
-
-
-class _NoProgress:
-    def update(self, done: int, failed: int, elapsed: float) -> None:
-        pass
-
-    def close(self, results: list[ChatResult], thumbs: list[str | None], elapsed: float) -> None:
-        pass
-
-
-class _TextProgress:
-    """``chatimg: 12/64 [####      ] 1 failed, 1.2 s`` on stderr, rewritten in place."""
-
-    def __init__(self, total: int, stream: Any = None) -> None:
-        self.total = total
-        self.stream = stream or sys.stderr
-        self.update(0, 0, 0.0)
-
-    def _line(self, done: int, failed: int, elapsed: float) -> str:
-        width = 24
-        filled = width * done // max(1, self.total)
-        bar = "#" * filled + " " * (width - filled)
-        tail = f", {failed} failed" if failed else ""
-        return f"chatimg: {done}/{self.total} [{bar}]{tail}, {elapsed:.1f} s"
-
-    def update(self, done: int, failed: int, elapsed: float) -> None:
-        self.stream.write("\r" + self._line(done, failed, elapsed))
-        self.stream.flush()
-
-    def close(self, results: list[ChatResult], thumbs: list[str | None], elapsed: float) -> None:
-        failed = sum(1 for r in results if r.error is not None)
-        self.stream.write("\r" + self._line(len(results), failed, elapsed) + "\n")
-        for i, r in enumerate(results):
-            if r.error is not None:
-                self.stream.write(f"  item {i}: {one_line(str(r.error), 200)}\n")
-        self.stream.flush()
-
-
-class _WidgetProgress:
-    """An ipywidgets bar and label, replaced by the results table when done."""
-
-    def __init__(self, total: int) -> None:
-        import ipywidgets as widgets
-        from IPython.display import display
-
-        self.total = total
-        self.bar = widgets.IntProgress(value=0, min=0, max=max(1, total), description="chatimg")
-        self.label = widgets.Label(value=f"0/{total}")
-        self.box = widgets.HBox([self.bar, self.label])
-        self.display_id = uuid.uuid4().hex
-        display(self.box, display_id=self.display_id)  # type: ignore[no-untyped-call]
-
-    def update(self, done: int, failed: int, elapsed: float) -> None:
-        self.bar.value = done
-        self.bar.bar_style = "warning" if failed else ""
-        tail = f", {failed} failed" if failed else ""
-        self.label.value = f"{done}/{self.total}{tail}, {elapsed:.1f} s"
-
-    def close(self, results: list[ChatResult], thumbs: list[str | None], elapsed: float) -> None:
-        from IPython.display import update_display
-
-        for widget in (self.box, self.bar, self.label):
-            widget.close()  # children are not closed with their box
-        table = results_table(results, thumbs, elapsed=elapsed)
-        update_display(table, raw=True, display_id=self.display_id)  # type: ignore[no-untyped-call]
-
-
-@functools.lru_cache(maxsize=1)
-def _ssl_context() -> ssl.SSLContext:
-    # Loading the CA bundle takes ~50-80 ms of CPU: once per process, not per request.
-    return httpx.create_ssl_context()
-
-
-def _thumb_of_image(image: Any) -> str | None:
-    try:
-        small = image.copy()
-        small.thumbnail((THUMBNAIL, THUMBNAIL))
-        if small.mode not in ("1", "L", "LA", "P", "RGB", "RGBA"):
-            small = small.convert("RGBA" if "A" in small.getbands() else "RGB")
-        buf = io.BytesIO()
-        small.save(buf, format="PNG")
-    except Exception:  # a thumbnail is decoration: an odd image just has none
-        return None
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _input_thumb(body: Mapping[str, Any]) -> str | None:
-    """A thumbnail of the first ``data:`` image of the last user message."""
-    messages = body.get("messages") or []
-    content = messages[-1].get("content") if messages else None
-    if not isinstance(content, list):
-        return None
-    for part in content:
-        url = (part.get("image_url") or {}).get("url", "") if isinstance(part, Mapping) else ""
-        if isinstance(url, str) and url.startswith("data:"):
-            try:
-                return _thumb_of_image(decode_data_uri(url, label="batch item"))
-            except ChatImgError:
-                return None
-    return None
-
-
-def _img(data: str | None) -> str:
-    if not data:
-        return ""
-    return f'<img src="data:image/png;base64,{data}" alt="" style="max-width:{THUMBNAIL}px">'
-
-
-def results_table(
-    results: Sequence[ChatResult],
-    thumbs: Sequence[str | None] = (),
-    *,
-    elapsed: float | None = None,
-) -> dict[str, str]:
-    """A display bundle (``text/html`` + ``text/plain``) of a batch's results.
-
-    One row per item: the input's thumbnail (``thumbs``, base64 PNGs), the
-    reply text (escaped: model output is never HTML here), the first
-    returned image and any error. Images in the text are shown as markers.
-    """
-    failed = sum(1 for r in results if r.error is not None)
-    took = f" in {elapsed:.1f} s" if elapsed is not None else ""
-    count = f"{len(results)} item" + ("" if len(results) == 1 else "s")
-    summary = f"{count}, {len(results) - failed} ok, {failed} failed{took}"
-    rows = []
-    plain = [summary]
-    for i, r in enumerate(results):
-        thumb = thumbs[i] if i < len(thumbs) else None
-        text = " ".join(history_text(r.text).split())
-        short = text if len(text) <= _TEXT_IN_TABLE else text[: _TEXT_IN_TABLE - 1] + "…"
-        out_thumb = _thumb_of_image(r.images[0]) if r.images else None
-        more = f" (+{len(r.images) - 1})" if len(r.images) > 1 else ""
-        note = ""
-        if r.error is not None:
-            note = "⚠ " + one_line(str(r.error), 200)
-        elif r.cached:
-            note = "from cache"
-        rows.append(
-            "<tr>"
-            f'<td style="text-align:right;vertical-align:top">{i}</td>'
-            f'<td style="vertical-align:top">{_img(thumb)}</td>'
-            f'<td style="text-align:left;vertical-align:top">{html.escape(short)}'
-            + (f"<br><small>{html.escape(note)}</small>" if note else "")
-            + "</td>"
-            f'<td style="vertical-align:top">{_img(out_thumb)}{html.escape(more)}</td>'
-            "</tr>"
-        )
-        line = short if len(short) <= 70 else short[:69] + "…"
-        plain.append(f"{i:>3}  {'ERROR ' + note if r.error is not None else line}")
-    table = (
-        f"<p>{html.escape(summary)}</p>"
-        '<table><thead><tr><th>#</th><th>input</th><th style="text-align:left">reply</th>'
-        "<th>image</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
-    )
-    return {"text/html": table, "text/plain": "\n".join(plain)}
-
-
-def _failed(exc: BaseException, settings: Any, body: Mapping[str, Any] | None) -> ChatResult:
-    if isinstance(exc, StreamError) and exc.partial is not None:
-        result = exc.partial
-        result.error = result.error or exc
-        return result
-    result = ChatResult(
-        error=exc,
-        model=getattr(settings, "model", None),
-        endpoint=getattr(settings, "host", None),
-        demo=bool(getattr(settings, "demo", False)),
-    )
-    if body is not None:
-        result.request = digest_request(body)
-    return result
-
-
-def _retryable(exc: APIError) -> bool:
-    if isinstance(exc, StreamError):
-        return False
-    if isinstance(exc, (ServerError, APIConnectionError)):
-        return True
-    return exc.status in (408, 409)
-
-
 class _Batch:
     def __init__(
-        self,
-        items: list[_Item],
-        concurrency: int,
-        *,
-        system: str | None,
-        stream: bool | None,
-        params: dict[str, Any],
-        overrides: dict[str, Any],
+        self, items: list[_Item], concurrency: int, template: Request, session: Session
     ) -> None:
         self.items = items
-        self.system = system
-        self.stream = stream
-        self.params = params
-        self.overrides = overrides
+        self.template = template
+        self.session = session
         self.gate = RateGate(concurrency)
         self.workers = max(1, min(concurrency, len(items)))
         self.results: list[ChatResult | None] = [None] * len(items)
@@ -381,61 +175,50 @@ class _Batch:
 
     def worker(self) -> None:
         # One transport per worker: its own connections, one shared TLS context.
-        with httpx.HTTPTransport(verify=_ssl_context()) as transport:
+        with pooled_transport() as transport:
             while (index := self._take()) is not None:
                 try:
                     result = self._run(index, transport)
+                except ChatImgError as exc:
+                    result = exc.partial or ChatResult.failed(exc)
                 except BaseException as exc:  # never lose an item to a bug in one of them
-                    result = _failed(exc, None, None)
+                    result = ChatResult.failed(exc)
                 self._finish(index, result)
 
-    def _run(self, index: int, transport: httpx.BaseTransport) -> ChatResult:
+    def _prepare(self, index: int) -> Prepared:
         item = self.items[index]
-        try:
-            p = prepare_request(
-                item.prompt,
-                item.images,
-                system=self.system,
-                stream=self.stream,
-                params=self.params,
-                settings_overrides=self.overrides,
-            )
-        except ChatImgError as exc:
-            return _failed(exc, None, None)
-        self.thumbs[index] = _input_thumb(p.body)
-        settings = p.settings.with_overrides(max_retries=0)  # retries are the batch's job
+        parts = build_request(item.prompt, item.images).parts
+        prepared = self.session.prepare(self.template.evolve(parts=parts))
+        self.thumbs[index] = input_thumb(prepared.body)
+        return prepared
+
+    def _run(self, index: int, transport: Any) -> ChatResult:
+        prepared = self._prepare(index)
+        retries = prepared.settings.max_retries
+        prepared.settings = prepared.settings.with_overrides(max_retries=0)  # the batch's job
         rate_tries = other_tries = 0
         while True:
             epoch = self.gate.acquire()
             if epoch is None:
-                return _failed(ChatImgError("not run: the batch was stopped"), settings, p.body)
+                return prepared.failed(ChatImgError("not run: the batch was stopped"))
             cancel = Cancel()
             with self.lock:
                 self.cancels.add(cancel)
             try:
-                result = send(settings, p.body, display=False, cancel=cancel, transport=transport)
+                result = self.session.send(
+                    prepared, display=False, cancel=cancel, transport=transport
+                )
             except RateLimitError as exc:
                 if rate_tries >= MAX_RATE_LIMIT_RETRIES:
-                    return _failed(exc, settings, p.body)
-                advice = exc.retry_after
-                delay = (
-                    advice
-                    if advice is not None and advice <= MAX_RETRY_AFTER
-                    else retry_delay(rate_tries)
-                )
-                self.gate.rate_limited(delay, epoch)
+                    raise
+                self.gate.rate_limited(_rate_delay(exc, rate_tries), epoch)
                 rate_tries += 1
-                continue
             except APIError as exc:
-                if not _retryable(exc) or other_tries >= p.settings.max_retries:
-                    return _failed(exc, settings, p.body)
-                delay = retry_delay(other_tries)
+                if not retryable(exc) or other_tries >= retries:
+                    raise
                 other_tries += 1
-                if self.stop.wait(delay):
-                    return _failed(exc, settings, p.body)
-                continue
-            except ChatImgError as exc:
-                return _failed(exc, settings, p.body)
+                if self.stop.wait(retry_delay(other_tries - 1)):
+                    raise
             else:
                 self.gate.succeeded()
                 return result
@@ -452,7 +235,7 @@ class _Batch:
         for cancel in cancels:
             cancel.set("interrupted")
 
-    def wait(self, progress: _Progress, started: float) -> None:
+    def wait(self, progress: Progress, started: float) -> None:
         shown = -1
         last = 0.0
         while True:
@@ -467,33 +250,29 @@ class _Batch:
                 shown, last = done, now
 
 
+def _rate_delay(exc: RateLimitError, tries: int) -> float:
+    """The server's ``Retry-After`` when it is reasonable, else exponential backoff."""
+    advice = exc.retry_after
+    if advice is not None and advice <= MAX_RETRY_AFTER:
+        return advice
+    return retry_delay(tries)
+
+
 def run_batch(
     items: Iterable[Any],
+    template: Request,
     *,
     concurrency: int = 4,
-    system: str | None = None,
-    stream: bool | None = None,
-    params: Mapping[str, Any] | None = None,
-    overrides: Mapping[str, Any] | None = None,
     display: bool = True,
+    session: Session | None = None,
 ) -> list[ChatResult]:
-    """``chat_many`` with the request fields and settings already split."""
+    """Send ``template`` once per item (its parts replaced by the item's), in order."""
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ConfigError(f"concurrency: {concurrency!r} must be a whole number >= 1")
     work = _items(items)
-    overrides = dict(overrides or {})
-    _settings_for(dict(overrides, stream=stream))  # bad settings fail once, not per item
-    batch = _Batch(
-        work,
-        concurrency,
-        system=system,
-        stream=stream,
-        params=dict(params or {}),
-        overrides=overrides,
-    )
-    progress: _Progress = _NoProgress()
-    if display and work:
-        progress = _WidgetProgress(len(work)) if in_notebook() else _TextProgress(len(work))
+    settings_for(template.settings_overrides())  # bad settings fail once, not per item
+    batch = _Batch(work, concurrency, template, session or default_session())
+    progress = make_progress(len(work), display=display, in_notebook=in_notebook())
     started = time.perf_counter()
     threads = [
         threading.Thread(target=batch.worker, name=f"chatimg-batch-{i}", daemon=True)
@@ -516,7 +295,7 @@ def run_batch(
     stopped = ChatImgError("interrupted: the batch was stopped before this item finished")
     with batch.lock:
         done = list(batch.results)
-    results = [r if r is not None else _failed(stopped, None, None) for r in done]
+    results = [r if r is not None else ChatResult.failed(stopped) for r in done]
     progress.close(results, batch.thumbs, time.perf_counter() - started)
     return results
 
@@ -546,14 +325,8 @@ def chat_many(
     """
     if params.pop("chat", False):
         raise ConfigError("chat_many does not continue the conversation; drop chat=True")
-    overrides, params = _split_kwargs(dict(params))
-    overrides.update(model=model, base_url=base_url, api_key_env=api_key_env, timeout=timeout)
-    return run_batch(
-        items,
-        concurrency=concurrency,
-        system=system,
-        stream=stream,
-        params=params,
-        overrides=overrides,
-        display=display,
+    fields = request_fields(
+        model=model, base_url=base_url, api_key_env=api_key_env, timeout=timeout, **params
     )
+    template = Request(parts=(), system=system, stream=stream, **fields)
+    return run_batch(items, template, concurrency=concurrency, display=display)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import Field, dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,17 +23,23 @@ from ._errors import ConfigError
 __all__ = [
     "DEFAULTS",
     "OPENAI_DEFAULT_BASE_URL",
+    "SETTINGS",
+    "SETTING_NAMES",
     "Secret",
     "Settings",
     "configured",
     "host_of",
+    "origin_of",
     "resolve_settings",
     "set_configured",
+    "settings_table",
 ]
 
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEMO_VISION_MODEL = "demo-vision"
 REAL_DEFAULT_MODEL = "gpt-4o-mini"
+DEMO_BASE_URL = "demo"
+"""``base_url = "demo"`` selects the built-in demo whatever keys the environment holds."""
 
 # Hosts that always need a key: sending to them without one can only fail.
 _KEYED_HOSTS = ("api.openai.com", "openrouter.ai")
@@ -73,38 +79,100 @@ class Secret:
         return self
 
 
+def _setting(
+    default: Any,
+    doc: str,
+    *,
+    env: str | None = None,
+    choices: tuple[str, ...] | None = None,
+    user: bool = True,
+) -> Any:
+    """Declare one setting: its default, what it means, and where else it may come from.
+
+    Everything else is derived from these declarations: the ``%config
+    ChatImg.<name>`` traits, the keywords ``chat()`` accepts, and the README's
+    settings table (``settings_table()``). ``user=False`` marks resolved values
+    that are not user settings (the key, where it came from, demo mode).
+    """
+    meta = {"doc": doc, "env": env, "choices": choices, "user": user}
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("settings are immutable: use a tuple")
+    return field(default=default, metadata=meta)
+
+
 @dataclass(frozen=True)
 class Settings:
     """The resolved settings for one request. ``repr`` never shows the key."""
 
-    model: str = DEMO_VISION_MODEL
-    base_url: str = OPENAI_DEFAULT_BASE_URL
-    api_key: Secret | None = field(default=None, repr=False, compare=False)
-    key_source: str | None = None
+    model: str = _setting(
+        DEMO_VISION_MODEL,
+        "Model id (default: the demo's demo-vision offline, else gpt-4o-mini).",
+        env="CHATIMG_MODEL",
+    )
+    base_url: str = _setting(
+        OPENAI_DEFAULT_BASE_URL,
+        'Endpoint base URL, e.g. https://api.openai.com/v1; "demo" for the built-in demo.',
+        env="CHATIMG_BASE_URL, OPENAI_BASE_URL",
+    )
+    api_key: Secret | None = field(
+        default=None, repr=False, compare=False, metadata={"user": False}
+    )
+    key_source: str | None = field(default=None, metadata={"user": False})
     """Where the key came from (the environment variable's NAME), for messages."""
-    api_key_env: str | None = None
-    stream: bool = True
-    timeout: float = 120.0
-    connect_timeout: float = 10.0
-    max_retries: int = 2
-    max_side: int = 2048
-    detail: str | None = None
-    update_interval: float = 0.05
-    show_stats: bool = False
-    trust_html: bool = False
-    image_hosts: tuple[str, ...] = ()
-    max_image_bytes: int = 50_000_000
-    max_reply_bytes: int = 200_000_000
-    cache: bool = False
-    cache_dir: str | None = None
-    """Where cached replies live (default: $CHATIMG_CACHE_DIR, else the user's cache dir)."""
-    cache_max_bytes: int = 200_000_000
-    history_turns: int = 20
-    """Earlier turns a ``--chat`` conversation keeps (oldest dropped first)."""
-    history_images: int = 16
-    """Images a ``--chat`` conversation keeps in its history (oldest turns dropped first)."""
-    demo: bool = False
-    debug: bool = False
+    api_key_env: str | None = _setting(
+        None,
+        "NAME of the environment variable holding the key for base_url (never the key).",
+        env="CHATIMG_API_KEY, OPENAI_API_KEY (the keys themselves)",
+    )
+    stream: bool = _setting(True, "Stream replies as they are written.")
+    timeout: float = _setting(
+        120.0,
+        "Seconds without data before a request or a stream is given up (headers included).",
+    )
+    total_timeout: float | None = _setting(
+        None, "Seconds a whole reply may take (default: no limit while text keeps coming)."
+    )
+    connect_timeout: float = _setting(10.0, "Seconds to connect to the endpoint.")
+    max_retries: int = _setting(
+        2, "Retries before the first byte of a reply (429, 5xx, no answer)."
+    )
+    max_side: int = _setting(
+        2048, "Downscale bound for sent images, long side in pixels (0 = send as is)."
+    )
+    detail: str | None = _setting(
+        None, "image_url.detail for sent images.", choices=("auto", "low", "high")
+    )
+    update_interval: float = _setting(0.05, "Seconds between in-place updates of a reply.")
+    show_stats: bool = _setting(False, "Show a footer with model, tokens and timings.")
+    trust_html: bool = _setting(
+        False, "Let raw HTML in replies through (only for endpoints you trust)."
+    )
+    image_hosts: tuple[str, ...] = _setting(
+        (), "If set, returned image URLs are fetched only from these hosts."
+    )
+    image_timeout: float = _setting(
+        30.0, "Seconds a returned image's download may take in all (headers included)."
+    )
+    max_image_bytes: int = _setting(50_000_000, "Largest returned image download in bytes.")
+    max_reply_bytes: int = _setting(200_000_000, "Largest reply in bytes.")
+    max_display_chars: int = _setting(
+        1_000_000, "Characters of a reply shown in the notebook (the rest stays in result.text)."
+    )
+    cache: bool = _setting(False, "Answer identical requests from a local cache.")
+    cache_dir: str | None = _setting(
+        None,
+        "Directory of the reply cache (default: $CHATIMG_CACHE_DIR, else ~/.cache/jupyter_chatimg).",
+        env="CHATIMG_CACHE_DIR",
+    )
+    cache_max_bytes: int = _setting(200_000_000, "Size bound of the reply cache in bytes.")
+    history_turns: int = _setting(
+        20, "Earlier turns a --chat conversation keeps; the oldest go first."
+    )
+    history_images: int = _setting(
+        16, "Images a --chat conversation keeps; the oldest turns go first."
+    )
+    demo: bool = field(default=False, metadata={"user": False})
+    debug: bool = _setting(False, "Show full tracebacks instead of one-line errors.")
 
     @property
     def host(self) -> str:
@@ -115,7 +183,27 @@ class Settings:
 
 
 DEFAULTS = Settings()
-SETTING_NAMES = frozenset(f.name for f in fields(Settings)) - {"api_key", "key_source", "demo"}
+SETTINGS: tuple[Field[Any], ...] = tuple(
+    f for f in fields(Settings) if f.metadata.get("user", True)
+)
+"""The user settings, in declaration order (the one list everything else is derived from)."""
+SETTING_NAMES = frozenset(f.name for f in SETTINGS)
+
+
+def settings_table() -> str:
+    """The README's settings table (markdown), derived from the declarations."""
+    rows = ["| setting | default | meaning |", "|---|---|---|"]
+    for f in SETTINGS:
+        default = f.default
+        shown = "none" if default is None or default == () else repr(default)
+        if f.metadata.get("choices"):
+            shown += " (" + ", ".join(f.metadata["choices"]) + ")"
+        doc = f.metadata["doc"]
+        if f.metadata.get("env"):
+            doc += f" Environment: {f.metadata['env']}."
+        rows.append(f"| `{f.name}` | `{shown}` | {doc} |")
+    return "\n".join(rows) + "\n"
+
 
 # Values set with %config ChatImg.<name>; the ChatImg configurable writes here.
 _configured: dict[str, Any] = {}
@@ -191,6 +279,64 @@ def _key_from_env(name: str, env: Mapping[str, str]) -> Secret | None:
     return Secret(value) if value else None
 
 
+def origin_of(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of ``url``, the port filled in for http and https.
+
+    A key is paired with all three: never sent in clear text to an ``http://``
+    URL of the host it was given for over ``https://``.
+    """
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), port or default
+
+
+@dataclass(frozen=True)
+class _Endpoints:
+    """The base URLs the environment and ``%config`` name, cleaned (None: not set)."""
+
+    chatimg: str | None
+    openai: str | None
+    configured: str | None
+
+    @property
+    def openai_home(self) -> str:
+        """Where ``OPENAI_API_KEY`` belongs."""
+        return self.openai or OPENAI_DEFAULT_BASE_URL
+
+    @property
+    def chatimg_home(self) -> str:
+        """Where ``CHATIMG_API_KEY`` belongs (where OPENAI_* would send it when unset)."""
+        return self.chatimg or self.openai_home
+
+
+def _endpoints(env: Mapping[str, str], config: Mapping[str, Any]) -> _Endpoints:
+    def clean(value: Any, origin: str) -> str | None:
+        text = str(value or "").strip()
+        if not text or text.lower() == DEMO_BASE_URL:
+            return None
+        return _clean_base_url(text, origin)
+
+    return _Endpoints(
+        chatimg=clean(env.get("CHATIMG_BASE_URL"), "CHATIMG_BASE_URL"),
+        openai=clean(env.get("OPENAI_BASE_URL"), "OPENAI_BASE_URL"),
+        configured=clean(config.get("base_url"), "%config ChatImg.base_url"),
+    )
+
+
+def _wants_demo(
+    given: Mapping[str, Any], config: Mapping[str, Any], env: Mapping[str, str]
+) -> bool:
+    """``base_url = "demo"`` at the highest level that sets a base URL."""
+    for value in (given.get("base_url"), config.get("base_url"), env.get("CHATIMG_BASE_URL")):
+        if value is not None and str(value).strip():
+            return str(value).strip().lower() == DEMO_BASE_URL
+    return False
+
+
 def resolve_settings(
     overrides: Mapping[str, Any] | None = None,
     *,
@@ -211,75 +357,70 @@ def resolve_settings(
         raise ConfigError(
             f"unknown setting {sorted(unknown)[0]!r}; known: {', '.join(sorted(SETTING_NAMES))}"
         )
-
-    chosen: dict[str, Any] = {}
-    for name in SETTING_NAMES:
-        if name in given:
-            chosen[name] = given[name]
-        elif config.get(name) is not None:
-            chosen[name] = config[name]
-
-    # Which base URL, and where it came from.
-    explicit_base = chosen.get("base_url")
-    chatimg_base = env.get("CHATIMG_BASE_URL", "").strip() or None
-    openai_base = env.get("OPENAI_BASE_URL", "").strip() or None
-    if explicit_base:
-        base_url = _clean_base_url(str(explicit_base), "base_url")
-    elif chatimg_base:
-        base_url = _clean_base_url(chatimg_base, "CHATIMG_BASE_URL")
-    elif openai_base:
-        base_url = _clean_base_url(openai_base, "OPENAI_BASE_URL")
+    chosen = {n: given[n] if n in given else config.get(n) for n in SETTING_NAMES}
+    chosen = {k: v for k, v in chosen.items() if v is not None}
+    if _wants_demo(given, config, env):
+        return _demo_settings(chosen, env)
+    ends = _endpoints(env, config)
+    explicit = given.get("base_url") or config.get("base_url")
+    if explicit:
+        base_url = _clean_base_url(str(explicit), "base_url")
     else:
-        base_url = OPENAI_DEFAULT_BASE_URL
-    host = host_of(base_url)
-
+        base_url = ends.chatimg or ends.openai or OPENAI_DEFAULT_BASE_URL
     api_key_env = chosen.get("api_key_env")
     if api_key_env and "api_key_env" not in given and "base_url" in given:
         # A key named by %config belongs to the endpoint %config (or the environment)
-        # points at; a base URL given in the cell for another host does not get it.
-        named_for = config.get("base_url") or chatimg_base or openai_base
-        named_host = (
-            host_of(_clean_base_url(str(named_for), "base_url"))
-            if named_for
-            else host_of(OPENAI_DEFAULT_BASE_URL)
-        )
-        if named_host != host:
+        # points at; a base URL given in the cell for another endpoint does not get it.
+        named_for = ends.configured or ends.chatimg_home
+        if origin_of(named_for) != origin_of(base_url):
             api_key_env = None
-    key, key_source = _pair_key(api_key_env, host, env, chatimg_base, openai_base)
+    key, key_source = _pair_key(api_key_env, base_url, env, ends)
+    if key is None and not explicit and not ends.chatimg and not ends.openai:
+        return _demo_settings(chosen, env)
+    model = chosen.get("model") or env.get("CHATIMG_MODEL", "").strip() or REAL_DEFAULT_MODEL
+    if key is None and host_of(base_url) in _KEYED_HOSTS:
+        raise ConfigError(_no_key_message(base_url, env, ends))
+    return _build(chosen, model=str(model), base_url=base_url, api_key=key, key_source=key_source)
 
-    demo = key is None and not explicit_base and not chatimg_base and not openai_base
-    if demo:
-        base_url = ""  # filled in by the caller once the demo server runs
 
-    model = chosen.get("model") or env.get("CHATIMG_MODEL", "").strip() or None
-    if model is None:
-        model = DEMO_VISION_MODEL if demo else REAL_DEFAULT_MODEL
+def _demo_settings(chosen: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
+    """The built-in demo: no key ever; its URL is filled in once the server runs."""
+    model = chosen.get("model") or env.get("CHATIMG_MODEL", "").strip() or DEMO_VISION_MODEL
+    return _build(chosen, model=str(model), base_url="", api_key=None, key_source=None, demo=True)
 
-    if not demo and key is None and host in _KEYED_HOSTS:
-        raise ConfigError(
-            f"no API key for {host}: set OPENAI_API_KEY (or CHATIMG_API_KEY) in the kernel's "
-            "environment, or name the variable that holds it with --api-key-env NAME"
-        )
 
-    values: dict[str, Any] = {k: v for k, v in chosen.items() if k not in ("base_url",)}
-    values.update(
-        model=str(model),
-        base_url=base_url,
-        api_key=key,
-        key_source=key_source,
-        demo=demo,
-    )
+def _build(chosen: Mapping[str, Any], **resolved: Any) -> Settings:
+    values = {k: v for k, v in chosen.items() if k != "base_url"}
+    values.update(resolved)
     settings = Settings(**values)
     _validate(settings)
     return settings
 
 
+def _no_key_message(base_url: str, env: Mapping[str, str], ends: _Endpoints) -> str:
+    host = host_of(base_url)
+    paired = [
+        f"{name} is set for {host_of(home)}"
+        for name, home in (
+            ("CHATIMG_API_KEY", ends.chatimg_home),
+            ("OPENAI_API_KEY", ends.openai_home),
+        )
+        if env.get(name, "").strip()
+    ]
+    if paired:
+        return (
+            f"no API key for {base_url}: {'; '.join(paired)}, not for this endpoint "
+            "(a key goes only to the scheme, host and port it was given for); name the "
+            "variable that holds this endpoint's key with --api-key-env NAME"
+        )
+    return (
+        f"no API key for {host}: set OPENAI_API_KEY (or CHATIMG_API_KEY) in the kernel's "
+        "environment, or name the variable that holds it with --api-key-env NAME"
+    )
+
+
 def _pair_key(
-    api_key_env: Any,
-    host: str,
-    env: Mapping[str, str],
-    chatimg_base: str | None,
-    openai_base: str | None,
+    api_key_env: Any, base_url: str, env: Mapping[str, str], ends: _Endpoints
 ) -> tuple[Secret | None, str | None]:
     if api_key_env:
         name = str(api_key_env)
@@ -295,17 +436,13 @@ def _pair_key(
                 "kernel; set it (os.environ or the shell that started Jupyter) and re-run"
             )
         return key, name
-    openai_host = (
-        host_of(_clean_base_url(openai_base, "OPENAI_BASE_URL"))
-        if openai_base
-        else host_of(OPENAI_DEFAULT_BASE_URL)
-    )
-    chatimg_host = (
-        host_of(_clean_base_url(chatimg_base, "CHATIMG_BASE_URL")) if chatimg_base else openai_host
-    )
-    for name, paired_host in (("CHATIMG_API_KEY", chatimg_host), ("OPENAI_API_KEY", openai_host)):
+    target = origin_of(base_url)
+    for name, home in (
+        ("CHATIMG_API_KEY", ends.chatimg_home),
+        ("OPENAI_API_KEY", ends.openai_home),
+    ):
         key = _key_from_env(name, env)
-        if key is not None and paired_host == host:
+        if key is not None and origin_of(home) == target:
             return key, name
     return None, None
 
@@ -316,7 +453,13 @@ def _validate(s: Settings) -> None:
 
     if s.detail not in (None, "auto", "low", "high"):
         raise bad("detail", f"{s.detail!r} is not one of auto, low, high")
-    for name in ("timeout", "connect_timeout", "update_interval"):
+    if s.total_timeout is not None and (
+        not isinstance(s.total_timeout, (int, float)) or s.total_timeout <= 0
+    ):
+        raise bad("total_timeout", f"{s.total_timeout!r} must be a positive number of seconds")
+    if not isinstance(s.max_display_chars, int) or s.max_display_chars < 1000:
+        raise bad("max_display_chars", f"{s.max_display_chars!r} must be a whole number >= 1000")
+    for name in ("timeout", "connect_timeout", "update_interval", "image_timeout"):
         value = getattr(s, name)
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
             raise bad(name, f"{value!r} must be a positive number of seconds")

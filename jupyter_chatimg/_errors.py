@@ -1,7 +1,9 @@
 """The exception tree of jupyter_chatimg.
 
 Every error's ``str()`` is one line that says what went wrong and what to do;
-none of them ever carries the API key.
+none of them ever carries the API key. ``.partial`` holds the ``ChatResult``
+of the failed request (what arrived before the failure) once a session has
+seen the error.
 
 ::
 
@@ -43,7 +45,14 @@ __all__ = [
 
 
 class ChatImgError(Exception):
-    """Root of every error raised by jupyter_chatimg."""
+    """Root of every error raised by jupyter_chatimg.
+
+    ``partial`` is the ``ChatResult`` of the request that failed (what arrived,
+    if anything, with ``.error`` set) once a session has handled the error;
+    None for errors raised before any request was made.
+    """
+
+    partial: ChatResult | None = None
 
 
 class ConfigError(ChatImgError):

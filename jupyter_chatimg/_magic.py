@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
+from dataclasses import Field
 from typing import Any
 
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, needs_local_scope
@@ -12,103 +14,50 @@ from traitlets import Bool, CaselessStrEnum, Float, Int, List, Unicode, observe
 
 from . import _config
 from ._batch import run_batch
-from ._chat import conversation, prepare_request, reset_conversation, send
-from ._errors import ChatImgError, ConfigError, ImageInputError, StreamError
-from ._images import is_image_like
+from ._chat import conversation, default_session, reset_conversation
+from ._errors import ChatImgError, ConfigError, ImageInputError
+from ._image_inputs import is_image_like
 from ._magic_args import MagicArgs, parse_cell_line, parse_line_magic
-from ._messages import ImageRef, as_images, interpolate
+from ._request import EMPTY_PROMPT, ImageRef, Request, as_images, interpolate, request_fields
 from ._result import ChatResult
 
 __all__ = ["ChatImg", "load_ipython_extension"]
 
-_TRAITS = (
-    "model", "base_url", "api_key_env", "stream", "timeout", "max_retries", "max_side", "detail",
-    "update_interval", "show_stats", "trust_html", "image_hosts", "cache", "max_image_bytes",
-    "max_reply_bytes", "connect_timeout", "debug", "cache_dir", "cache_max_bytes",
-    "history_turns", "history_images",
-)  # fmt: skip
+_TRAIT_KINDS: dict[str, Callable[..., Any]] = {
+    "str": Unicode,
+    "str | None": Unicode,
+    "bool": Bool,
+    "float": Float,
+    "float | None": Float,
+    "int": Int,
+}
+
+
+def _trait(setting: Field[Any]) -> Any:
+    """The ``%config`` trait of one declared setting (None: not set, use the next level)."""
+    doc = setting.metadata["doc"]
+    choices = setting.metadata.get("choices")
+    trait: Any
+    if choices:
+        trait = CaselessStrEnum(list(choices), None, allow_none=True, help=doc)
+    elif setting.type == "tuple[str, ...]":
+        trait = List(Unicode(), None, allow_none=True, help=doc)
+    else:
+        trait = _TRAIT_KINDS[str(setting.type)](None, allow_none=True, help=doc)
+    return trait.tag(config=True)
+
+
+_TRAITS = tuple(f.name for f in _config.SETTINGS)
+# Each setting is declared once, in _config.Settings; the traits are made from that.
+_metaclass: Any = type(Magics)
+_SettingTraits: Any = _metaclass(
+    "_SettingTraits", (Magics,), {f.name: _trait(f) for f in _config.SETTINGS}
+)
 
 
 @magics_class
-class ChatImg(Magics):
+class ChatImg(_SettingTraits):  # type: ignore[misc]
     """``%%chatimg`` and friends. Every trait is a default for ``%config ChatImg.<name>``."""
-
-    model = Unicode(
-        None,
-        allow_none=True,
-        help="Model id (default: CHATIMG_MODEL, else the endpoint's default).",
-    ).tag(config=True)
-    base_url = Unicode(
-        None, allow_none=True, help="Endpoint base URL, e.g. https://api.openai.com/v1."
-    ).tag(config=True)
-    api_key_env = Unicode(
-        None,
-        allow_none=True,
-        help="NAME of the environment variable holding the key for base_url (never the key).",
-    ).tag(config=True)
-    stream = Bool(None, allow_none=True, help="Stream replies (default True).").tag(config=True)
-    timeout = Float(None, allow_none=True, help="Read timeout in seconds (default 120).").tag(
-        config=True
-    )
-    connect_timeout = Float(
-        None, allow_none=True, help="Connect timeout in seconds (default 10)."
-    ).tag(config=True)
-    max_retries = Int(None, allow_none=True, help="Retries before the first byte (default 2).").tag(
-        config=True
-    )
-    max_side = Int(
-        None,
-        allow_none=True,
-        help="Downscale bound for sent images in pixels (0 = as is; default 2048).",
-    ).tag(config=True)
-    detail = CaselessStrEnum(
-        ["auto", "low", "high"], None, allow_none=True, help="image_url.detail"
-    ).tag(config=True)
-    update_interval = Float(
-        None, allow_none=True, help="Seconds between in-place updates (default 0.05)."
-    ).tag(config=True)
-    show_stats = Bool(
-        None, allow_none=True, help="Show a footer with model, tokens and timings."
-    ).tag(config=True)
-    trust_html = Bool(
-        None,
-        allow_none=True,
-        help="Let raw HTML in replies through (only for endpoints you trust; default False).",
-    ).tag(config=True)
-    image_hosts = List(
-        Unicode(),
-        None,
-        allow_none=True,
-        help="If set, returned image URLs are fetched only from these hosts.",
-    ).tag(config=True)
-    cache = Bool(
-        None, allow_none=True, help="Answer identical requests from a local cache (default False)."
-    ).tag(config=True)
-    cache_dir = Unicode(
-        None,
-        allow_none=True,
-        help="Directory of the reply cache (default: $CHATIMG_CACHE_DIR, else ~/.cache/jupyter_chatimg).",
-    ).tag(config=True)
-    cache_max_bytes = Int(
-        None, allow_none=True, help="Size bound of the reply cache in bytes (default 200 MB)."
-    ).tag(config=True)
-    history_turns = Int(
-        None,
-        allow_none=True,
-        help="Earlier turns a --chat conversation keeps; the oldest go first (default 20).",
-    ).tag(config=True)
-    history_images = Int(
-        None,
-        allow_none=True,
-        help="Images a --chat conversation keeps; the oldest turns go first (default 16).",
-    ).tag(config=True)
-    max_image_bytes = Int(
-        None, allow_none=True, help="Largest returned image download in bytes."
-    ).tag(config=True)
-    max_reply_bytes = Int(None, allow_none=True, help="Largest reply in bytes.").tag(config=True)
-    debug = Bool(
-        None, allow_none=True, help="Show full tracebacks instead of one-line errors."
-    ).tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -166,9 +115,22 @@ class ChatImg(Magics):
         if not args.prompt.strip() and not args.images and args.each is None:
             if args.reset:
                 return
-            raise ConfigError(
-                "empty prompt: write a question in the cell, or attach an image with --image NAME"
-            )
+            raise ConfigError(EMPTY_PROMPT)
+        request = self._request(args, namespace)
+        if args.each is not None:
+            self._run_each(args, request, namespace)
+            return
+        session = default_session()
+        prepared = session.prepare(request)  # bad input: one line, nothing sent
+        try:
+            result = session.send(prepared)
+        except ChatImgError as exc:
+            # Already shown in the reply's output, with the partial text.
+            result = exc.partial or ChatResult.failed(exc)
+        self._keep(result, args)
+
+    def _request(self, args: MagicArgs, namespace: dict[str, Any]) -> Request:
+        """The cell as a Request (pure apart from evaluating --image and --tools)."""
         # The cell's own leading and trailing newlines are not part of the prompt.
         parts: list[Any] = list(interpolate(args.prompt.strip("\n"), namespace))
         parts.extend(
@@ -180,49 +142,22 @@ class ChatImg(Magics):
             params["tools"] = _tools(args.tools_expr, namespace)
         if args.extra is not None:
             params["extra"] = args.extra
-        overrides = {
-            "model": args.model,
-            "base_url": args.base_url,
-            "api_key_env": args.api_key_env,
-            "timeout": args.timeout,
-            "max_side": args.max_side,
-            "detail": args.detail,
-            "cache": args.cache,
-            "show_stats": args.show_stats,
-        }
-        if args.each is not None:
-            self._run_each(args, parts, namespace, params, overrides)
-            return
-        p = prepare_request(
-            parts,
-            (),
-            system=args.system,
-            chat=args.chat,
-            stream=args.stream,
-            params=params,
-            settings_overrides=overrides,
+        fields = request_fields(
+            model=args.model,
+            base_url=args.base_url,
+            api_key_env=args.api_key_env,
+            timeout=args.timeout,
+            max_side=args.max_side,
+            detail=args.detail,
+            cache=args.cache,
+            show_stats=args.show_stats,
+            **params,
         )
-        settings = p.settings
-        try:
-            result = send(settings, p.body, user=p.user, chat=args.chat, notes=p.notes)
-        except StreamError as exc:
-            # Already shown in the reply's output, with the partial text.
-            self._keep(exc.partial or ChatResult(error=exc), args)
-            return
-        except ChatImgError as exc:
-            failed = ChatResult(error=exc, model=settings.model, endpoint=settings.host)
-            self._keep(failed, args)
-            return
-        self._keep(result, args)
+        return Request(
+            parts=tuple(parts), system=args.system, stream=args.stream, chat=args.chat, **fields
+        )
 
-    def _run_each(
-        self,
-        args: MagicArgs,
-        parts: list[Any],
-        namespace: dict[str, Any],
-        params: dict[str, Any],
-        overrides: dict[str, Any],
-    ) -> None:
+    def _run_each(self, args: MagicArgs, request: Request, namespace: dict[str, Any]) -> None:
         expr = args.each or ""
         value = as_images(_evaluate(expr, namespace, "--each"))
         if isinstance(value, (list, tuple)):
@@ -235,16 +170,10 @@ class ChatImg(Magics):
                 "a tuple or a column of images"
             )
         items = [
-            ([*parts, ImageRef(image, f"--each {expr}[{i}]")], ()) for i, image in enumerate(images)
+            ([*request.parts, ImageRef(image, f"--each {expr}[{i}]")], ())
+            for i, image in enumerate(images)
         ]
-        results = run_batch(
-            items,
-            concurrency=args.concurrency or 4,
-            system=args.system,
-            stream=args.stream,
-            params=params,
-            overrides=overrides,
-        )
+        results = run_batch(items, request.evolve(chat=False), concurrency=args.concurrency or 4)
         if self.shell is not None:
             self.shell.user_ns["_"] = results
             if args.out:
@@ -291,7 +220,7 @@ class ChatImg(Magics):
         """Display a ChatPanel (the widget front end)."""
         from IPython.display import display
 
-        from ._panel import ChatPanel
+        from .panel import ChatPanel
 
         panel = ChatPanel()
         display(panel)  # type: ignore[no-untyped-call]

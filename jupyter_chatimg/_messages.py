@@ -1,134 +1,32 @@
-"""Prompt text and images -> chat message parts; ``{name}`` interpolation; history.
+"""A ``Request`` and the conversation -> chat messages; the conversation itself.
 
-The prompt may mention notebook variables as ``{name}``, ``{name.attr}`` or
-with literal subscripts, ``{Out[3]}``, ``{imgs[0]}``, ``{row["image"]}``
-(only integer or quoted-string subscripts: nothing is evaluated): an image
-goes in as an image part at that place in the message, a list of images (or
-anything with ``.tolist()`` giving images, such as a pandas column) as all of
-them, anything else as ``str(value)``.  ``{{`` and ``}}`` are literal braces;
-braces around anything that is not such a field (JSON, code) are left alone.
+``build_messages`` is the one place messages are assembled: the system
+message, the history (bounded by turns and images), the images the last reply
+returned (carried along with the next prompt), and the new user message.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._config import Settings
 from ._errors import ChatImgError, ConfigError
-from ._images import DEFAULT_MAX_SIDE, decode_data_uri, is_image_like, to_image_urls
+from ._image_inputs import to_image_urls
+from ._images import DEFAULT_MAX_SIDE, decode_data_uri
+from ._markdown import find_markdown_images
+from ._request import ImageRef, Request, as_images
 
 __all__ = [
     "Conversation",
-    "ImageRef",
-    "as_images",
+    "Messages",
+    "build_messages",
     "content_from_parts",
-    "interpolate",
+    "history_text",
     "system_message",
     "user_message",
 ]
-
-_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
-_SUBSCRIPT = r"""\[\s*(?:-?\d+|'[^'\\\]\n]*'|"[^"\\\]\n]*")\s*\]"""
-_FIELD = re.compile(r"\{\{|\}\}|\{(" + _NAME + r"(?:\." + _NAME + "|" + _SUBSCRIPT + r")*)\}")
-_STEP = re.compile(r"\.(" + _NAME + r")|\[\s*(-?\d+|'[^']*'|\"[^\"]*\")\s*\]")
-
-
-@dataclass(frozen=True)
-class ImageRef:
-    """An image placed in a prompt, with the label used in error messages."""
-
-    value: Any
-    label: str
-
-
-def as_images(value: Any) -> Any:
-    """``value`` itself if it is image-like; a list if it is a collection of images.
-
-    Collections are lists and tuples (taken as they are), anything with a
-    ``.tolist()`` method (a pandas Series or column, a numpy object array) and
-    other iterables such as generators, as long as every item is image-like.
-    Anything else comes back unchanged.
-    """
-    if isinstance(value, (str, bytes, bytearray, memoryview, Mapping)) or is_image_like(value):
-        return value
-    items: Any = None
-    tolist = getattr(value, "tolist", None)
-    if callable(tolist) and not isinstance(value, type):
-        try:
-            items = tolist()
-        except Exception:  # a foreign object's tolist: then it is just not a collection
-            items = None
-    elif isinstance(value, Iterable) and not isinstance(value, (list, tuple)):
-        try:
-            items = list(value)
-        except Exception:
-            items = None
-    if isinstance(items, list) and items and all(is_image_like(item) for item in items):
-        return items
-    return value
-
-
-def _lookup(path: str, namespace: Mapping[str, Any]) -> Any:
-    head = re.match(_NAME, path)
-    assert head is not None  # the field pattern guarantees a leading name
-    name = head.group(0)
-    if name not in namespace:
-        raise ConfigError(
-            f"prompt: {{{path}}} names no variable {name!r} in the notebook; "
-            f"define it, or write {{{{{path}}}}} for literal braces"
-        )
-    value = namespace[name]
-    shown = name
-    for step in _STEP.finditer(path, head.end()):
-        attr, key_text = step.group(1), step.group(2)
-        if attr is not None:
-            try:
-                value = getattr(value, attr)
-            except AttributeError:
-                raise ConfigError(
-                    f"prompt: {{{path}}}: {type(value).__name__} has no attribute {attr!r}; "
-                    "check the name, or write {{...}} for literal braces"
-                ) from None
-            shown += "." + attr
-            continue
-        key: int | str = key_text[1:-1] if key_text[0] in "'\"" else int(key_text)
-        try:
-            value = value[key]
-        except (LookupError, TypeError) as exc:
-            kind = type(exc).__name__
-            raise ConfigError(
-                f"prompt: {{{path}}}: {shown}[{key!r}] failed ({kind}); "
-                "check the index, or write {{...}} for literal braces"
-            ) from None
-        shown += f"[{key!r}]"
-    return value
-
-
-def interpolate(template: str, namespace: Mapping[str, Any]) -> list[str | ImageRef]:
-    """Split ``template`` at ``{name}`` fields into text and images, in order."""
-    out: list[str | ImageRef] = []
-    pos = 0
-    buf: list[str] = []
-    for match in _FIELD.finditer(template):
-        buf.append(template[pos : match.start()])
-        pos = match.end()
-        token = match.group(0)
-        if token in ("{{", "}}"):
-            buf.append(token[0])
-            continue
-        name = match.group(1)
-        value = as_images(_lookup(name, namespace))
-        if is_image_like(value) and not isinstance(value, (str, bytes)):
-            out.append("".join(buf))
-            buf = []
-            out.append(ImageRef(value, "{" + name + "}"))
-        else:
-            buf.append(str(value))
-    buf.append(template[pos:])
-    out.append("".join(buf))
-    return [p for p in out if not (isinstance(p, str) and p == "")]
 
 
 def content_from_parts(
@@ -166,6 +64,60 @@ def content_from_parts(
     if all(item["type"] == "text" for item in items):
         return "".join(item["text"] for item in items)
     return items
+
+
+@dataclass
+class Messages:
+    """A request ready for a dialect: the messages, the new user message, notes to show."""
+
+    messages: list[dict[str, Any]]
+    user: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
+def build_messages(
+    request: Request, settings: Settings, conversation: Conversation | None
+) -> Messages:
+    """The chat messages for ``request``: system, history (when ``conversation``), user.
+
+    With a conversation: its bounds are applied first (a note says when turns
+    were dropped), the images the last reply returned ride along with the new
+    prompt, and a system message given once stays for later turns.
+    """
+    content = content_from_parts(request.parts, max_side=settings.max_side, detail=settings.detail)
+    notes: list[str] = []
+    system = request.system
+    history: list[dict[str, Any]] = []
+    if conversation is not None:
+        conversation.bound(settings.history_turns, settings.history_images)
+        note = conversation.take_note()
+        if note:
+            notes.append(note)
+        content = conversation.carry_images(content)
+        system = system or conversation.system
+        history = conversation.messages()
+    user = user_message(content)
+    messages = [system_message(system)] if system else []
+    messages.extend(history)
+    messages.append(user)
+    return Messages(messages, user, notes)
+
+
+def history_text(text: str) -> str:
+    """Reply text for the history: inline ``data:`` images become ``[image N]`` markers.
+
+    The images themselves go back with the next user message; sending them a
+    second time inside the assistant's text would only cost tokens.
+    """
+    out: list[str] = []
+    pos = 0
+    for n, image in enumerate(find_markdown_images(text), 1):
+        if image.url.startswith("data:"):
+            out.append(text[pos : image.start])
+            out.append(f"[image {n}]")
+            pos = image.end
+    out.append(text[pos:])
+    return "".join(out)
 
 
 def user_message(content: str | list[dict[str, Any]]) -> dict[str, Any]:

@@ -22,11 +22,12 @@ from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import quote
 
+from ._dialects import Delta
+from ._dialects import ReplyParser as StreamParser
 from ._errors import one_line
 from ._images import mime_of_pil, pil_to_bytes
 from ._markdown import find_markdown_images, safe_markdown
 from ._result import ChatResult, Choice
-from ._wire import Delta, StreamParser
 
 __all__ = [
     "BYTES_PER_SECOND",

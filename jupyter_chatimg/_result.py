@@ -95,6 +95,31 @@ class ChatResult:
             parts.append(f"error={str(self.error)!r}")
         return f"ChatResult({', '.join(parts)})"
 
+    @classmethod
+    def failed(
+        cls,
+        exc: BaseException,
+        *,
+        model: str | None = None,
+        endpoint: str | None = None,
+        demo: bool = False,
+        request: dict[str, Any] | None = None,
+    ) -> ChatResult:
+        """The result of a request that failed with ``exc``: what arrived, and the error.
+
+        The one way a failure becomes a result: the partial reply the error
+        carries (a cut stream's text) is kept, and what it lacks is filled in.
+        """
+        partial = getattr(exc, "partial", None)
+        result = partial if isinstance(partial, ChatResult) else cls()
+        result.error = exc
+        result.model = result.model or model
+        result.endpoint = result.endpoint or endpoint
+        result.demo = result.demo or demo
+        if result.request is None:
+            result.request = request
+        return result
+
     def provenance(self) -> dict[str, Any]:
         """How this answer was obtained: model, endpoint host, parameters, usage, timings."""
         params = {}

@@ -21,6 +21,7 @@ from _servers import ReplayServer
 from PIL import Image
 
 import jupyter_chatimg as ci
+from jupyter_chatimg._config import host_of
 
 KEY = "sk-test-bad-input-secret-abcdefghijklmnop"
 PATH = "/v1/chat/completions"
@@ -199,8 +200,10 @@ BEFORE_SENDING: dict[str, tuple[str, str]] = {
     ),
     "no key for api.openai.com": (
         "%%chatimg --base-url https://api.openai.com/v1\nhi",
-        "no API key for api.openai.com: set OPENAI_API_KEY (or CHATIMG_API_KEY) in the kernel's "
-        "environment, or name the variable that holds it with --api-key-env NAME",
+        # Issue 15 (12): the key that is set is named, with the endpoint it is paired with.
+        "no API key for https://api.openai.com/v1: CHATIMG_API_KEY is set for {chatimg_host}, "
+        "not for this endpoint (a key goes only to the scheme, host and port it was given for); "
+        "name the variable that holds this endpoint's key with --api-key-env NAME",
     ),
     "the key itself given to --api-key-env": (
         f"%%chatimg --api-key-env {KEY}\nhi",
@@ -299,7 +302,9 @@ def test_refused_before_sending(
 
     cell, message = BEFORE_SENDING[name]
     out, err = run(shell, capsys, cell)
-    assert err == "chatimg: " + message.replace("{cwd}", os.getcwd()) + "\n"
+    chatimg_host = host_of(os.environ.get("CHATIMG_BASE_URL", ""))
+    expected = message.replace("{cwd}", os.getcwd()).replace("{chatimg_host}", chatimg_host)
+    assert err == "chatimg: " + expected + "\n"
     assert out == ""
     assert server.requests == []  # nothing was sent
     assert KEY not in out + err

@@ -16,7 +16,8 @@ from _servers import RecordedRequest, ReplayServer, Reply
 from PIL import Image
 
 import jupyter_chatimg as ci
-from jupyter_chatimg._batch import RateGate, results_table
+from jupyter_chatimg._batch import RateGate
+from jupyter_chatimg._progress import results_table
 from jupyter_chatimg._result import ChatResult, Choice
 
 CHAT = "/v1/chat/completions"

@@ -27,7 +27,7 @@ from _ipython import ipython_shell  # noqa: F401  (fixture)
 from _servers import RecordedRequest, ReplayServer, Reply, _Server
 
 import jupyter_chatimg as ci
-from jupyter_chatimg import _client
+from jupyter_chatimg import _http
 from jupyter_chatimg._errors import (
     APIConnectionError,
     APIError,
@@ -408,7 +408,7 @@ def _ok_reply(srv: ReplayServer) -> None:
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Retry waits asked for by the client, recorded instead of slept."""
     recorded: list[float] = []
-    monkeypatch.setattr(_client, "DEFAULT_SLEEP", recorded.append)
+    monkeypatch.setattr(_http, "DEFAULT_SLEEP", recorded.append)
     return recorded
 
 
@@ -592,7 +592,7 @@ def _timed(srv: ReplayServer, replies: list[Reply]) -> list[float]:
 def test_retry_delays_are_really_waited(
     clean_env: pytest.MonkeyPatch, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_client, "BACKOFF_BASE", 0.2)
+    monkeypatch.setattr(_http, "BACKOFF_BASE", 0.2)
     with ReplayServer() as srv:
         times = _timed(
             srv,
@@ -622,8 +622,8 @@ def test_stop_ends_a_retry_wait_at_once(clean_env: pytest.MonkeyPatch) -> None:
     assert time.monotonic() - started < 3
 
 
-def ci_cancel() -> _client.Cancel:
-    return _client.Cancel()
+def ci_cancel() -> _http.Cancel:
+    return _http.Cancel()
 
 
 def _later(seconds: float, action: Callable[[], None]) -> Any:
@@ -656,7 +656,7 @@ def test_demo_server_faults(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The demo endpoint's fault injection, with real waits (kept short)."""
-    monkeypatch.setattr(_client, "BACKOFF_BASE", 0.02)
+    monkeypatch.setattr(_http, "BACKOFF_BASE", 0.02)
     server = ci.serve_demo()
     try:
         shell.run_line_magic("config", "ChatImg.max_retries = 2")

@@ -36,6 +36,7 @@ from image_factories import (
 from PIL import Image, ImageChops, ImageDraw, ImageOps, features
 
 from jupyter_chatimg._errors import ConfigError, ImageInputError
+from jupyter_chatimg._image_inputs import is_image_like, to_image_urls
 from jupyter_chatimg._images import (
     DEFAULT_MAX_SIDE,
     LOW_DETAIL_SIDE,
@@ -44,10 +45,8 @@ from jupyter_chatimg._images import (
     decode_image_bytes,
     encode_pil,
     image_digest,
-    is_image_like,
     mime_of_pil,
     pil_to_bytes,
-    to_image_urls,
 )
 
 HINT = "pass a PIL image, a numpy array, a Figure, bytes, a path or an http(s)/data: URL"
@@ -1099,10 +1098,11 @@ def test_images_module_does_not_import_numpy_matplotlib_or_front_end_libraries()
         "import jupyter_chatimg._images as m\n"
         "from PIL import Image\n"
         "before = set(sys.modules)\n"
+        "import jupyter_chatimg._image_inputs as inputs\n"
         "img = Image.new('RGB', (30, 20), 'red')\n"
-        "m.to_image_urls([img, img.convert('RGBA'), b'\\x89PNG\\r\\n\\x1a\\n'[:0] or img], "
+        "inputs.to_image_urls([img, img.convert('RGBA'), b'\\x89PNG\\r\\n\\x1a\\n'[:0] or img], "
         "max_side=16)\n"
-        "m.is_image_like(img); m.mime_of_pil(img); m.pil_to_bytes(img, 'image/png')\n"
+        "inputs.is_image_like(img); m.mime_of_pil(img); m.pil_to_bytes(img, 'image/png')\n"
         "new = set(sys.modules) - before\n"
         "bad = sorted(n for n in new if n.split('.')[0] in ('numpy', 'matplotlib', 'IPython', "
         "'ipywidgets', 'httpx'))\n"

@@ -16,7 +16,8 @@ from _servers import ReplayServer
 from PIL import Image
 
 from jupyter_chatimg._errors import ConfigError
-from jupyter_chatimg._messages import ImageRef, as_images, content_from_parts, interpolate
+from jupyter_chatimg._messages import content_from_parts
+from jupyter_chatimg._request import ImageRef, as_images, interpolate
 
 COMPLETION = {
     "id": "chatcmpl-1",

@@ -208,8 +208,8 @@ def test_key_reaches_the_endpoint_and_no_log(
     err = info.value
     for shown in (str(err), repr(err), repr(err.body), repr(err.__dict__), repr(result)):
         assert_no_key(shown, "an error or result")
-    from jupyter_chatimg._client import Client
     from jupyter_chatimg._config import resolve_settings
+    from jupyter_chatimg._http import Client
 
     settings = resolve_settings()
     client = Client(settings)

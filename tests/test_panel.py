@@ -20,9 +20,9 @@ from IPython.utils.capture import capture_output
 from PIL import Image
 
 import jupyter_chatimg as ci
-from jupyter_chatimg._panel import STOP_JOIN_SECONDS, ChatPanel
-from jupyter_chatimg._panel_keys import KEY_SCRIPT, SEND_MARKER
-from jupyter_chatimg._panel_tray import namespace_images
+from jupyter_chatimg.panel._keys import KEY_SCRIPT, SEND_MARKER
+from jupyter_chatimg.panel._tray import namespace_images
+from jupyter_chatimg.panel._widget import STOP_JOIN_SECONDS, ChatPanel
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from jupyter_chatimg import _render
+from jupyter_chatimg._dialects import Delta
 from jupyter_chatimg._markdown import find_markdown_images
 from jupyter_chatimg._render import LiveReply, PrintSink
 from jupyter_chatimg._result import ChatResult, Choice
-from jupyter_chatimg._wire import Delta
 
 
 class Clock:

@@ -34,9 +34,9 @@ from markdown_it import MarkdownIt
 from PIL import Image
 
 import jupyter_chatimg as ci
-from jupyter_chatimg import _client
-from jupyter_chatimg._client import fetch_image
+from jupyter_chatimg import _fetch
 from jupyter_chatimg._errors import ImageInputError
+from jupyter_chatimg._fetch import fetch_image
 
 KEY = "sk-test-security-secret-0123456789abcdefgh"
 OTHER_KEY = "sk-test-other-secret-zyxwvutsrqponmlkjih"
@@ -239,7 +239,7 @@ def public(host: str, port: int) -> list[str]:
         "split.example.com": [PUBLIC_IP, "192.168.1.20"],
     }
     if host not in table:
-        return _client.resolve_host(host, port)  # address literals; a name fails: no DNS here
+        return _fetch.resolve_host(host, port)  # address literals; a name fails: no DNS here
     return table[host]
 
 
@@ -330,7 +330,7 @@ def test_private_addresses_are_refused_after_dns(host: str, images: ReplayServer
     ],
 )
 def test_private_address_literals_are_refused(literal: str, images: ReplayServer) -> None:
-    message = refused(f"http://{literal}/a.png", images, resolver=_client.resolve_host)
+    message = refused(f"http://{literal}/a.png", images, resolver=_fetch.resolve_host)
     assert message.endswith(
         "is a private, loopback or link-local address (allowed only when "
         "the endpoint itself is on one)"
@@ -457,8 +457,8 @@ def public_endpoint(
     def resolve(host: str, port: int) -> list[str]:
         return [PUBLIC_IP] if host == "127.0.0.1" else public(host, port)
 
-    monkeypatch.setattr(_client, "resolve_host", resolve)
-    monkeypatch.setattr(_client, "DEFAULT_IMAGE_TRANSPORT", LoopbackRouter(images.port))
+    monkeypatch.setattr(_fetch, "resolve_host", resolve)
+    monkeypatch.setattr(_fetch, "DEFAULT_IMAGE_TRANSPORT", LoopbackRouter(images.port))
     return endpoint
 
 

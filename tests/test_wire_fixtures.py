@@ -15,7 +15,7 @@ from _servers import ReplayServer
 from PIL import Image
 
 import jupyter_chatimg as ci
-from jupyter_chatimg import _client
+from jupyter_chatimg import _fetch, _http
 
 WIRE = Path(__file__).parent / "fixtures" / "wire"
 EXPECTED = json.loads((WIRE / "expected.json").read_text())
@@ -37,8 +37,8 @@ def cdn(clean_env: pytest.MonkeyPatch) -> ReplayServer:
     """cdn.example.com, served on loopback."""
     with ReplayServer() as server:
         server.add("GET", KITE_PATH, headers={"Content-Type": "image/png"}, body=kite_png())
-        clean_env.setattr(_client, "resolve_host", resolve_to_loopback)
-        clean_env.setattr(_client, "DEFAULT_IMAGE_TRANSPORT", LoopbackRouter(server.port))
+        clean_env.setattr(_fetch, "resolve_host", resolve_to_loopback)
+        clean_env.setattr(_fetch, "DEFAULT_IMAGE_TRANSPORT", LoopbackRouter(server.port))
         yield server
 
 
@@ -101,7 +101,7 @@ def test_rate_limit_advice(cdn: ReplayServer) -> None:
         for line in (WIRE / "error_429.headers.txt").read_text().splitlines()[1:]
         if line.strip()
     )
-    assert _client.retry_delay(0, headers) == pytest.approx(19.85)
+    assert _http.retry_delay(0, headers) == pytest.approx(19.85)
 
 
 def test_401_is_not_retried(cdn: ReplayServer) -> None:

@@ -1,47 +1,55 @@
-"""The HTTP client: the only module that imports httpx.
+"""The HTTP layer: the only module that imports httpx.
 
-POST to ``/chat/completions`` (SSE via httpx-sse, or a whole JSON reply),
-retries before the first byte, timeouts, cancellation, ``GET /models``, and
-fetching images that a reply points at (http(s) only, no key, no cookies,
-size/time/pixel limits, no private addresses unless the endpoint is on one).
+POST a dialect's body to its path (SSE via httpx-sse, or a whole JSON reply),
+retries before the first byte, timeouts, cancellation (``Cancel``), ``GET
+/models``, the key kept off every host but the endpoint's, and ``download``:
+the one raw GET that ``_fetch`` builds returned-image downloads on.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import random
-import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, cast
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 from httpx_sse import EventSource
 
 from ._config import Settings
+from ._dialects import Delta, Dialect, ReplyParser
+from ._dialects.chat import DIALECT as CHAT
+from ._dialects.errors import error_from_response, retry_after_seconds
 from ._errors import (
     APIConnectionError,
     APIError,
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
-    ChatImgError,
-    ImageInputError,
     NotFoundError,
     StreamError,
     one_line,
 )
-from ._images import decode_data_uri, decode_image_bytes
 from ._result import ChatResult
-from ._wire import Delta, StreamParser, error_from_response, parse_completion, retry_after_seconds
 
-__all__ = ["Cancel", "Client", "fetch_image", "retry_delay"]
+__all__ = [
+    "Cancel",
+    "Client",
+    "DownloadError",
+    "DownloadTimeout",
+    "DownloadTooLarge",
+    "DownloadUnreachable",
+    "download",
+    "pooled_transport",
+    "retry_delay",
+    "retryable",
+]
 
 USER_AGENT = "jupyter-chatimg/0.1"
 RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
@@ -50,11 +58,10 @@ MAX_RETRY_AFTER = 60.0
 BACKOFF_BASE = 0.5
 BACKOFF_MAX = 8.0
 MAX_REDIRECTS = 5
+DEADLINE_GRACE = 0.25
+"""Seconds a deadline waits past the socket timeout of the same length (see ``download``)."""
 ERROR_BODY_BYTES = 100_000
 """How much of an error answer is read (its message is near the start)."""
-IMAGE_FETCH_TIMEOUT = 30.0
-
-Resolver = Callable[[str, int], list[str]]
 
 DEFAULT_IMAGE_TRANSPORT: httpx.BaseTransport | None = None
 """Transport for image downloads when none is passed (a hook for tests and proxies)."""
@@ -79,17 +86,6 @@ def ssl_context() -> ssl.SSLContext:
     return _SSL_CONTEXT
 
 
-def resolve_host(host: str, port: int) -> list[str]:
-    """The IP addresses ``host`` resolves to (the one place that does DNS)."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
-
-
-def _default_resolver() -> Resolver:
-    # Looked up at call time so tests can replace resolve_host (there is no DNS offline).
-    return resolve_host
-
-
 def retry_delay(
     attempt: int, headers: Mapping[str, str] | None = None, *, rng: random.Random | None = None
 ) -> float:
@@ -104,6 +100,18 @@ def retry_delay(
     base: float = min(BACKOFF_MAX, BACKOFF_BASE * (2**attempt))
     jitter: float = (rng or random).uniform(0.75, 1.0)
     return base * jitter
+
+
+def retryable(error: APIError) -> bool:
+    """Whether a failed try may be repeated: 408, 409, 429, >= 500, or no answer at all.
+
+    Never a reply that broke off mid-way (``StreamError``): its first byte came.
+    """
+    if isinstance(error, StreamError):
+        return False
+    if error.status is None:
+        return isinstance(error, APIConnectionError)
+    return error.status in RETRYABLE_STATUS
 
 
 class Cancel:
@@ -148,12 +156,10 @@ class Client:
         settings: Settings,
         *,
         transport: httpx.BaseTransport | None = None,
-        resolver: Resolver | None = None,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.settings = settings
         self._transport = transport
-        self._resolver = resolver
         self._sleep = sleep if sleep is not None else DEFAULT_SLEEP
         self.attempts: list[tuple[int | None, float]] = []
         """(status or None for a connection error, delay before the next try) per failed try."""
@@ -213,9 +219,10 @@ class Client:
         self,
         body: dict[str, Any],
         *,
-        on_delta: Callable[[Delta, StreamParser], None] | None = None,
+        on_delta: Callable[[Delta, ReplyParser], None] | None = None,
         on_retry: Callable[[str], None] | None = None,
         cancel: Cancel | None = None,
+        dialect: Dialect = CHAT,
     ) -> ChatResult:
         """Send one chat completion request and read the whole reply.
 
@@ -225,12 +232,12 @@ class Client:
         """
         cancel = cancel or Cancel()
         started = time.perf_counter()
-        parser = StreamParser()
+        parser = dialect.stream_parser()
         first: list[float] = []
         try:
             with self._http() as http:
                 response = self._request(
-                    http, "POST", self._url("/chat/completions"), body, on_retry, cancel
+                    http, "POST", self._url(dialect.path), body, on_retry, cancel
                 )
                 cancel._attach(response)
                 try:
@@ -245,7 +252,7 @@ class Client:
                                 partial=result,
                             )
                     else:
-                        result = self._read_whole(response, started, first)
+                        result = dialect.parse_whole(self._read_whole(response, first))
                 finally:
                     cancel._attach(None)
                     response.close()
@@ -288,8 +295,8 @@ class Client:
     def _read_stream(
         self,
         response: httpx.Response,
-        parser: StreamParser,
-        on_delta: Callable[[Delta, StreamParser], None] | None,
+        parser: ReplyParser,
+        on_delta: Callable[[Delta, ReplyParser], None] | None,
         cancel: Cancel,
         started: float,
         first: list[float],
@@ -335,14 +342,13 @@ class Client:
             raise self._cancelled(parser, cancel)
 
     @staticmethod
-    def _cancelled(parser: StreamParser, cancel: Cancel) -> StreamError:
+    def _cancelled(parser: ReplyParser, cancel: Cancel) -> StreamError:
         err = StreamError(f"{cancel.reason}; the partial reply is kept", partial=parser.result())
         err.reason = cancel.reason  # type: ignore[attr-defined]
         return err
 
-    def _read_whole(
-        self, response: httpx.Response, started: float, first: list[float]
-    ) -> ChatResult:
+    def _read_whole(self, response: httpx.Response, first: list[float]) -> Any:
+        """The whole reply's JSON (size-bounded; ``first`` gets the time of the first byte)."""
         limit = self.settings.max_reply_bytes
         declared = response.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
@@ -383,7 +389,7 @@ class Client:
                 status=response.status_code,
             ) from None
         del buf
-        return parse_completion(obj)
+        return obj
 
     def _request(
         self,
@@ -435,7 +441,7 @@ class Client:
                 error = error_from_response(status, resp_headers, raw)
                 self._scrub(error)
                 self._add_hint(error)
-                if status not in RETRYABLE_STATUS:
+                if not retryable(error):
                     raise error
             if attempt >= self.settings.max_retries:
                 if attempt:
@@ -605,34 +611,92 @@ def _reason(exc: BaseException) -> str:
     return one_line(text, 80)
 
 
-# -- returned images --------------------------------------------------------------
+# -- raw downloads (the policy around them is _fetch's) ----------------------------
 
 
-def _is_public(ip: str) -> bool:
-    """A globally routed unicast address (not private, loopback, link-local, shared
-    (CGNAT), documentation, reserved ...); IPv4 inside IPv6 is judged as IPv4."""
-    addr: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(ip.split("%")[0])
-    if isinstance(addr, ipaddress.IPv6Address):
-        inner = addr.ipv4_mapped or addr.sixtofour or (addr.teredo[1] if addr.teredo else None)
-        if inner is not None:
-            addr = inner
-    return addr.is_global and not addr.is_multicast
+class DownloadError(Exception):
+    """A download failed before its body was whole (``str``: a short reason)."""
 
 
-def endpoint_is_private(settings: Settings, resolver: Resolver | None = None) -> bool:
-    """Whether the endpoint itself is on a private, loopback or link-local address."""
-    parts = urlsplit(settings.base_url)
-    if not parts.hostname:
-        return False
-    try:
-        ips = (resolver or _default_resolver())(parts.hostname, parts.port or 443)
-    except (OSError, ValueError):
-        return False
-    return any(not _is_public(ip) for ip in ips)
+class DownloadTimeout(DownloadError):
+    """A download passed its deadline (headers included)."""
 
 
-@contextmanager
-def _image_http(transport: httpx.BaseTransport | None, timeout: float) -> Iterator[httpx.Client]:
+class DownloadTooLarge(DownloadError):
+    """The body passed ``max_bytes``."""
+
+
+class DownloadUnreachable(DownloadError):
+    """No connection could be made (``str``: why)."""
+
+
+@dataclass
+class Downloaded:
+    """What one GET brought: status, headers and (for a 200 that was accepted) the body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes = b""
+
+
+def download(
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    sni_hostname: str | None,
+    timeout: float,
+    max_bytes: int,
+    accept: Callable[[int, Mapping[str, str]], bool],
+    transport: httpx.BaseTransport | None = None,
+) -> Downloaded:
+    """One GET (no redirects followed, no cookies, no key) within ``timeout`` seconds in all.
+
+    The deadline covers the whole exchange, headers included: a server that
+    trickles its headers one byte at a time cannot hold the kernel. The body is
+    read only when ``accept(status, headers)`` says so; past ``max_bytes`` the
+    download stops with ``DownloadError``. Runs in a helper thread so the
+    deadline holds whatever the socket does; the caller's thread only waits.
+    """
+    outcome: list[Downloaded | BaseException] = []
+    done = threading.Event()
+    closer: list[httpx.Client] = []
+
+    def run() -> None:
+        try:
+            outcome.append(
+                _download(url, headers, sni_hostname, timeout, max_bytes, accept, transport, closer)
+            )
+        except BaseException as exc:  # handed to the waiting thread
+            outcome.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="chatimg-download", daemon=True).start()
+    # A little longer than the socket's own timeout, so that a silent server is
+    # reported as such; a trickle that keeps the socket busy ends here.
+    if not done.wait(timeout + DEADLINE_GRACE):
+        for http in closer:
+            with contextlib.suppress(Exception):
+                http.close()
+        raise DownloadTimeout("deadline")
+    result = outcome[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def _download(
+    url: str,
+    headers: Mapping[str, str],
+    sni_hostname: str | None,
+    timeout: float,
+    max_bytes: int,
+    accept: Callable[[int, Mapping[str, str]], bool],
+    transport: httpx.BaseTransport | None,
+    closer: list[httpx.Client],
+) -> Downloaded:
+    deadline = time.monotonic() + timeout
+    extensions = {"sni_hostname": sni_hostname} if sni_hostname else {}
     # A fresh client per image: no cookies carried over, no auth, no Referer.
     with httpx.Client(
         timeout=httpx.Timeout(timeout),
@@ -641,152 +705,33 @@ def _image_http(transport: httpx.BaseTransport | None, timeout: float) -> Iterat
         trust_env=False,
         verify=ssl_context(),
     ) as http:
-        yield http
-
-
-def fetch_image(
-    url: str,
-    *,
-    allow_private: bool = False,
-    allowed_hosts: tuple[str, ...] = (),
-    max_bytes: int = 50_000_000,
-    timeout: float = IMAGE_FETCH_TIMEOUT,
-    resolver: Resolver | None = None,
-    transport: httpx.BaseTransport | None = None,
-) -> Any:
-    """Decode a ``data:`` URI or download an http(s) image, under the safety rules.
-
-    Raises ``ImageInputError`` with a one-line reason.
-    """
-    if url.startswith("data:"):
-        return decode_data_uri(url, label="returned image")
-    deadline = time.monotonic() + timeout
-    resolver = resolver or _default_resolver()
-    with _image_http(transport, timeout) as http:
-        for _ in range(MAX_REDIRECTS + 1):
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ImageInputError(
-                    f"not fetched: only http(s) image links are loaded, not {parts.scheme or 'this'}:"
-                )
-            host = parts.hostname.lower()
-            if allowed_hosts and not any(
-                host == h or host.endswith("." + h) for h in allowed_hosts
-            ):
-                raise ImageInputError(f"not fetched: {host} is not in ChatImg.image_hosts")
-            port = parts.port or (443 if parts.scheme == "https" else 80)
+        closer.append(http)
+        try:
+            request = http.build_request("GET", url, headers=dict(headers), extensions=extensions)
+            response = http.send(request, stream=True)
             try:
-                ips = resolver(host, port)
-            except (OSError, ValueError):
-                raise ImageInputError(f"not fetched: the host {host} does not resolve") from None
-            if not ips:
-                raise ImageInputError(f"not fetched: the host {host} does not resolve")
-            if not allow_private and not all(_is_public(ip) for ip in ips):
-                raise ImageInputError(
-                    f"not fetched: {host} is a private, loopback or link-local address "
-                    "(allowed only when the endpoint itself is on one)"
-                )
-            ip = ips[0]
-            # Connect to the address we checked (no second DNS answer can differ).
-            netloc = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
-            pinned = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
-            headers = {
-                "Host": parts.netloc.rsplit("@", 1)[-1],
-                "User-Agent": USER_AGENT,
-                "Accept": "image/*",
-            }
-            extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
-            try:
-                request = http.build_request("GET", pinned, headers=headers, extensions=extensions)
-                response = http.send(request, stream=True)
-            except httpx.TimeoutException:
-                raise ImageInputError(
-                    f"not fetched: {host} did not answer within {timeout:g} s"
-                ) from None
-            except (httpx.TransportError, OSError) as exc:
-                raise ImageInputError(
-                    f"not fetched: cannot reach {host} ({_reason(exc)})"
-                ) from None
-            try:
-                if (
-                    response.status_code in (301, 302, 303, 307, 308)
-                    and "location" in response.headers
-                ):
-                    url = urljoin(url, response.headers["location"])
-                    continue
-                if response.status_code != 200:
-                    raise ImageInputError(
-                        f"not fetched: {host} answered HTTP {response.status_code}"
-                    )
-                ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
-                if ctype and not (
-                    ctype.startswith("image/") or ctype == "application/octet-stream"
-                ):
-                    raise ImageInputError(f"not fetched: the link is {ctype}, not an image")
-                declared = response.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > max_bytes:
-                    raise ImageInputError(
-                        f"not fetched: {_size(int(declared))} is above the {_size(max_bytes)} limit"
-                    )
+                got = Downloaded(response.status_code, dict(response.headers))
+                if not accept(got.status, got.headers):
+                    return got
                 buf = bytearray()
                 for piece in response.iter_bytes():
                     buf += piece
-                    if len(buf) > max_bytes:
-                        raise ImageInputError(
-                            f"not fetched: larger than the {_size(max_bytes)} limit"
-                        )
                     if time.monotonic() > deadline:
-                        raise ImageInputError(f"not fetched: took longer than {timeout:g} s")
-            except httpx.TimeoutException:
-                raise ImageInputError(
-                    f"not fetched: {host} did not answer within {timeout:g} s"
-                ) from None
-            except httpx.HTTPError as exc:
-                raise ImageInputError(
-                    f"not fetched: the download from {host} broke ({type(exc).__name__})"
-                ) from None
+                        raise DownloadTimeout("deadline")
+                    if len(buf) > max_bytes:
+                        raise DownloadTooLarge(_size(max_bytes))
+                got.body = bytes(buf)
+                return got
             finally:
                 response.close()
-            return decode_image_bytes(bytes(buf), label="returned image")
-    raise ImageInputError("not fetched: too many redirects")
+        except httpx.TimeoutException:
+            raise DownloadTimeout("no answer") from None
+        except (httpx.ConnectError, OSError) as exc:
+            raise DownloadUnreachable(_reason(exc)) from None
+        except httpx.HTTPError as exc:
+            raise DownloadError(type(exc).__name__) from None
 
 
-def fetch_result_images(
-    result: ChatResult,
-    settings: Settings,
-    *,
-    resolver: Resolver | None = None,
-    transport: httpx.BaseTransport | None = None,
-) -> None:
-    """Fill every choice's ``images`` from its ``image_urls``; failures go to ``image_errors``.
-
-    Interrupting the kernel here stops the downloads (the rest are listed as not
-    fetched) and keeps the reply.
-    """
-    allow_private: bool | None = True if settings.demo else None
-    transport = transport or DEFAULT_IMAGE_TRANSPORT
-    interrupted = False
-    for choice in result.choices:
-        for url in choice.image_urls:
-            if interrupted:
-                choice.image_errors[url] = "not fetched: interrupted by the user"
-                continue
-            if allow_private is None and not url.startswith("data:"):
-                # Resolved only when needed: a DNS lookup per reply would slow every reply.
-                allow_private = endpoint_is_private(settings, resolver)
-            try:
-                image = fetch_image(
-                    url,
-                    allow_private=bool(allow_private),
-                    allowed_hosts=settings.image_hosts,
-                    max_bytes=settings.max_image_bytes,
-                    resolver=resolver,
-                    transport=transport,
-                )
-            except ChatImgError as exc:
-                choice.image_errors[url] = str(exc)
-            except KeyboardInterrupt:
-                interrupted = True
-                choice.image_errors[url] = "not fetched: interrupted by the user"
-            else:
-                choice.images.append(image)
+def pooled_transport() -> httpx.BaseTransport:
+    """A transport with its own connection pool and the shared TLS context (one per batch worker)."""
+    return httpx.HTTPTransport(verify=ssl_context())

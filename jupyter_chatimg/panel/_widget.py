@@ -28,17 +28,15 @@ from typing import Any
 import ipywidgets as widgets
 from PIL import Image
 
-from ._chat import Prepared, history_text, list_models, prepare_request, send
-from ._config import SETTING_NAMES, configured, resolve_settings
-from ._errors import ChatImgError, ConfigError, StreamError, one_line
-from ._images import encode_pil
-from ._markdown import safe_markdown
-from ._messages import Conversation, system_message, user_message
-from ._panel_keys import PROMPT_CLASS, SEND_MARKER, key_output
-from ._panel_sink import ReplySink, image_bundle, image_output, markdown_output, new_entry
-from ._panel_tray import Attachment, ImageTray, close_all
-from ._result import ChatResult
-from ._wire import build_request
+from .._config import configured
+from .._errors import ChatImgError, ConfigError, StreamError, one_line
+from .._markdown import safe_markdown
+from .._request import ImageRef, Request, request_fields
+from .._result import ChatResult
+from .._session import Cancel, Prepared, Session, settings_for
+from ._keys import PROMPT_CLASS, SEND_MARKER, key_output
+from ._sink import ReplySink, image_bundle, image_output, markdown_output, new_entry
+from ._tray import Attachment, ImageTray, close_all
 
 __all__ = ["ChatPanel", "Turn"]
 
@@ -114,17 +112,17 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
                 "ChatPanel takes no API key (widget state can be saved into the notebook); "
                 "put the key in an environment variable and pass api_key_env='NAME'"
             )
-        self._overrides = {k: defaults.pop(k) for k in list(defaults) if k in SETTING_NAMES}
-        self._params = defaults
-        build_request(
-            "model", [], stream=False, params={k: v for k, v in defaults.items() if k != "extra"}
-        )
+        # Bad defaults fail here, once: the fields are checked as the request is prepared.
+        self._fields = request_fields(**defaults)
+        Session.check_fields(self._fields["params"])
+        self._overrides = dict(self._fields["overrides"])
         self._temperature_given = temperature is not None
         self._lock = threading.Lock()
         self._worker: threading.Thread | None = None
         self._cancel: Any = None
         self._generation = 0
-        self._conversation = Conversation()
+        self._session = Session()
+        """The panel's own conversation (not the notebook's ``--chat`` one)."""
         self.history: list[Turn] = []
         """Every exchange so far, oldest first."""
         self.result: ChatResult | None = None
@@ -306,8 +304,6 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
             self.result = ChatResult(error=exc)
             self._report(f"could not prepare the request: {type(exc).__name__}: {exc}")
             return
-        from ._client import Cancel
-
         turn = Turn(prompt=text, attachments=attachments)
         self._show_user_turn(turn)
         reply = new_entry("chatimg-reply")
@@ -377,7 +373,7 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
         self._entries.clear()
         self.transcript.children = ()
         self.history.clear()
-        self._conversation.reset()
+        self._session.reset()
         self.result = None
         self._exports.outputs = ()
         self._report("")
@@ -428,12 +424,12 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
         if model:
             return model, ""
         try:
-            return resolve_settings(self._overrides).model, ""
+            return settings_for(self._overrides).model, ""
         except ChatImgError as exc:
             return "", "⚠ " + str(exc)
 
     def _request_params(self) -> dict[str, Any]:
-        params = dict(self._params)
+        params = dict(self._fields["params"])
         temperature = float(self.temperature.value)
         if self._temperature_given or temperature != DEFAULT_TEMPERATURE:
             params["temperature"] = temperature
@@ -446,76 +442,44 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
         overrides["model"] = self.model.value.strip() or None
         overrides["detail"] = self.detail.value or None
         parts: list[Any] = [text]
-        parts.extend(item.value for item in attachments)
-        prepared = prepare_request(
-            parts,
+        parts.extend(ImageRef(item.value, "image") for item in attachments)
+        request = Request(
+            parts=tuple(parts),
+            system=self.system.value if self.system.value.strip() else None,
             stream=bool(self.stream.value),
+            chat=True,  # the panel's own conversation, with the same rules as --chat
             params=self._request_params(),
-            settings_overrides=overrides,
+            extra=self._fields["extra"],
+            overrides={k: v for k, v in overrides.items() if v is not None},
         )
-        # The panel's own conversation, with the same rules as the magic's --chat:
-        # bounded history, and the images the last reply returned carried along.
-        conversation = self._conversation
-        settings = prepared.settings
-        conversation.bound(settings.history_turns, settings.history_images)
-        note = conversation.take_note()
-        if note:
-            prepared.notes.append(note)
-        prepared.user = user_message(conversation.carry_images(prepared.user["content"]))
-        messages: list[dict[str, Any]] = []
-        if self.system.value.strip():
-            messages.append(system_message(self.system.value))
-        messages.extend(conversation.messages())
-        messages.append(prepared.user)
-        prepared.body["messages"] = messages
-        return prepared
+        return self._session.prepare(request)
 
     def _run(
         self,
         prepared: Prepared,
         turn: Turn,
         sink: ReplySink,
-        cancel: Any,
+        cancel: Cancel,
         generation: int,
     ) -> None:
         error = ""
         result: ChatResult
-        settings = prepared.settings
         try:
-            result = send(
-                settings,
-                prepared.body,
-                display=True,
-                sink=sink,
-                cancel=cancel,
-                notes=prepared.notes,
-            )
-        except StreamError as exc:
-            result = exc.partial or ChatResult(error=exc)
-            result.error = result.error or exc
-            error = str(exc)
+            result = self._session.send(prepared, sink, cancel=cancel)
         except ChatImgError as exc:
-            result = ChatResult(
-                error=exc, model=settings.model, endpoint=settings.host, demo=settings.demo
-            )
+            result = exc.partial or ChatResult.failed(exc)
             error = str(exc)
         except BaseException as exc:  # never a traceback in some other cell
-            result = ChatResult(error=exc, model=settings.model)
+            result = prepared.failed(exc)
             error = one_line(f"unexpected error: {type(exc).__name__}: {exc}")
             if not sink.final:
                 sink.update("*⚠ " + _escape(error) + "*", error, final=True, metadata=None)
         turn.result = result
         turn.reply_markdown = sink.markdown
-        returned: list[str] = []
-        with contextlib.suppress(Exception):  # a returned image we cannot re-encode stays out
-            returned = [encode_pil(im, max_side=settings.max_side) for im in result.images]
         with self._lock:
-            # A worker that Stop gave up waiting for records nothing: the panel moved on.
+            # A worker that Stop gave up waiting for hands over nothing: the panel moved on.
             current = generation == self._generation
             if current:
-                # As for --chat: only whole replies go into the conversation.
-                if result.error is None:
-                    self._conversation.add_turn(prepared.user, history_text(result.text), returned)
                 self.result = result
                 self._worker = None
                 self._cancel = None
@@ -590,7 +554,7 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
 
         def fetch() -> bool:
             try:
-                models = list_models(**overrides)
+                models = Session.list_models(overrides)
             except Exception:  # a server without /models, or one not reachable yet
                 return False
             panel = ref()
@@ -606,7 +570,7 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
 
 
 def _escape(text: str) -> str:
-    from ._render import escape_inline
+    from .._render import escape_inline
 
     return escape_inline(text)
 

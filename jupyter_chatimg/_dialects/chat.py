@@ -1,42 +1,37 @@
-"""The wire format: request bodies, and parsing of replies (pure, no I/O).
+"""The chat completions dialect: request bodies and replies (pure, no I/O).
 
 ``StreamParser`` is an incremental decoder in the spirit of httpx's: feed it
 the Server-Sent Events one at a time (as decoded by httpx-sse) and it returns
 what each one adds; ``parse_completion`` reads a whole (non-streamed) reply;
-``error_from_response`` turns an error answer into the right ``APIError``.
+error answers are read by ``errors``, shared with the other dialects.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any
 
-from ._errors import (
+from .._errors import (
     APIError,
-    AuthenticationError,
-    BadRequestError,
     ConfigError,
-    NotFoundError,
-    RateLimitError,
-    ServerError,
     StreamError,
     one_line,
 )
-from ._markdown import image_urls_in_markdown
-from ._result import ChatResult, Choice
+from .._markdown import image_urls_in_markdown
+from .._result import ChatResult, Choice
+from .base import Delta
+from .errors import error_message_of, loads
 
 __all__ = [
+    "DIALECT",
     "REQUEST_FIELDS",
+    "ChatDialect",
     "Delta",
     "StreamParser",
     "build_request",
-    "error_from_response",
     "parse_completion",
-    "retry_after_seconds",
 ]
 
 # Request fields the seed APIs list, with a check of type and range
@@ -167,17 +162,6 @@ def build_request(
 
 
 @dataclass
-class Delta:
-    """What one event added to choice ``index``."""
-
-    index: int
-    text: str = ""
-    images: list[str] = field(default_factory=list)
-    refusal: str = ""
-    finish_reason: str | None = None
-
-
-@dataclass
 class _ChoiceState:
     index: int
     text: list[str] = field(default_factory=list)
@@ -185,32 +169,6 @@ class _ChoiceState:
     refusal: list[str] = field(default_factory=list)
     finish_reason: str | None = None
     tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
-
-
-# Server text shown in an error line must not drive a terminal (escape sequences).
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def error_message_of(obj: Any, raw: str) -> str:
-    """``error.message``, else ``message``, else ``details``, else the raw data."""
-    return _CONTROL.sub("", _message_of(obj, raw))
-
-
-def _message_of(obj: Any, raw: str) -> str:
-    if isinstance(obj, Mapping):
-        err = obj.get("error")
-        if isinstance(err, Mapping):
-            for key in ("message", "details", "detail"):
-                if isinstance(err.get(key), str) and err[key]:
-                    return str(err[key])
-            # Some gateways nest the provider's error as JSON text in metadata.raw.
-            return one_line(json.dumps(err, ensure_ascii=False), 300)
-        if isinstance(err, str) and err:
-            return err
-        for key in ("message", "details", "detail"):
-            if isinstance(obj.get(key), str) and obj[key]:
-                return str(obj[key])
-    return one_line(raw, 300)
 
 
 class StreamParser:
@@ -250,7 +208,7 @@ class StreamParser:
             return []
         stripped = data.strip()
         if event == "error":
-            obj = _loads(stripped)
+            obj = loads(stripped)
             raise StreamError(
                 f"the server reported an error mid-reply: {error_message_of(obj, stripped)}",
                 partial=self.result(),
@@ -261,7 +219,7 @@ class StreamParser:
         if stripped == "[DONE]":
             self.done = self.saw_done = True
             return []
-        obj = _loads(stripped)
+        obj = loads(stripped)
         if type(obj) is not dict and not isinstance(obj, Mapping):
             self.skipped += 1
             return []
@@ -441,24 +399,6 @@ class StreamParser:
         return out
 
 
-_DECODER = json.JSONDecoder()
-
-
-def _loads(text: str) -> Any:
-    """JSON or None. Once per streamed token: ``raw_decode`` first, without the two
-    wrappers and whitespace scans of ``json.loads`` (a tenth of a chunk's parse time)."""
-    try:
-        obj, end = _DECODER.raw_decode(text)
-    except (ValueError, RecursionError):
-        obj, end = None, -1
-    if end == len(text):
-        return obj
-    try:
-        return json.loads(text)  # surrounding whitespace, or not JSON at all
-    except (ValueError, RecursionError):
-        return None
-
-
 def _image_list(items: Any) -> list[str]:
     urls: list[str] = []
     if not isinstance(items, list):
@@ -538,67 +478,17 @@ def parse_completion(obj: Any) -> ChatResult:
     return result
 
 
-# --- errors --------------------------------------------------------------------
+class ChatDialect:
+    """``POST /chat/completions`` (DESIGN 4.1)."""
 
-_TAGS = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]*>", re.S | re.I)
+    name = "chat"
+    path = "/chat/completions"
 
+    def stream_parser(self) -> StreamParser:
+        return StreamParser()
 
-def _excerpt(body: bytes | str, limit: int = 160) -> str:
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.S | re.I)
-    text = title.group(1) if title else _TAGS.sub(" ", text)
-    return one_line(_CONTROL.sub("", text), limit) or "(empty body)"
-
-
-def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """The server's advice: ``retry-after-ms``, then ``retry-after`` (seconds or HTTP date)."""
-    lower = {k.lower(): v for k, v in headers.items()}
-    ms = lower.get("retry-after-ms")
-    if ms is not None:
-        try:
-            return max(0.0, float(ms) / 1000.0)
-        except ValueError:
-            pass
-    value = lower.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        import time
-
-        when = parsedate_to_datetime(value)
-        return max(0.0, when.timestamp() - time.time())
-    except (TypeError, ValueError, IndexError):
-        return None
+    def parse_whole(self, obj: Any) -> ChatResult:
+        return parse_completion(obj)
 
 
-def error_from_response(status: int, headers: Mapping[str, str], body: bytes) -> APIError:
-    """The ``APIError`` subclass for an error answer, with the server's own message."""
-    text = body.decode("utf-8", "replace")
-    obj = _loads(text)
-    if isinstance(obj, Mapping) and (obj.get("error") or obj.get("message") or obj.get("detail")):
-        message = error_message_of(obj, text)
-        parsed: Any = obj
-    else:
-        message = f"the server answered with a non-JSON error page: {_excerpt(body)}"
-        parsed = text[:2000]
-    cls: type[APIError]
-    if status in (401, 403):
-        cls = AuthenticationError
-    elif status == 404:
-        cls = NotFoundError
-    elif status in (400, 422):
-        cls = BadRequestError
-    elif status == 429:
-        cls = RateLimitError
-    elif status >= 500:
-        cls = ServerError
-    else:
-        cls = APIError
-    err = cls(message, status=status, body=parsed)
-    if isinstance(err, RateLimitError):
-        err.retry_after = retry_after_seconds(headers)
-    return err
+DIALECT = ChatDialect()

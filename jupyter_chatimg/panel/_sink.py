@@ -15,7 +15,7 @@ from typing import Any
 import ipywidgets as widgets
 from PIL import Image
 
-from ._images import mime_of_pil, pil_to_bytes
+from .._images import mime_of_pil, pil_to_bytes
 
 __all__ = ["ReplySink", "image_output", "markdown_output", "new_entry"]
 

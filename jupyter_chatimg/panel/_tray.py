@@ -17,9 +17,10 @@ from typing import Any
 import ipywidgets as widgets
 from PIL import Image
 
-from ._errors import ChatImgError, ImageInputError, one_line
-from ._images import decode_data_uri, is_image_like, to_image_urls
-from ._panel_sink import THUMB_SIDE, thumbnail
+from .._errors import ChatImgError, ImageInputError, one_line
+from .._image_inputs import is_image_like, to_image_urls
+from .._images import decode_data_uri
+from ._sink import THUMB_SIDE, thumbnail
 
 __all__ = ["Attachment", "ImageTray", "close_all", "describe", "namespace_images"]
 

@@ -1,0 +1,49 @@
+"""What every dialect provides to the session and the HTTP layer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .._result import ChatResult
+
+__all__ = ["Delta", "Dialect", "ReplyParser"]
+
+
+@dataclass
+class Delta:
+    """What one event added to choice ``index``."""
+
+    index: int
+    text: str = ""
+    images: list[str] = field(default_factory=list)
+    refusal: str = ""
+    finish_reason: str | None = None
+
+
+class ReplyParser(Protocol):
+    """An incremental reader of one streamed reply (one Server-Sent Event at a time)."""
+
+    done: bool
+    """True once the stream said it is over (``[DONE]`` or an equivalent)."""
+
+    @property
+    def finished(self) -> bool:
+        """True when the reply is complete (not cut short)."""
+        ...
+
+    def feed(self, data: str, event: str = "message") -> Iterable[Delta]: ...
+
+    def result(self) -> ChatResult: ...
+
+
+class Dialect(Protocol):
+    """How one API is spoken: where to post, how to read the reply."""
+
+    name: str
+    path: str
+
+    def stream_parser(self) -> ReplyParser: ...
+
+    def parse_whole(self, obj: Any) -> ChatResult: ...

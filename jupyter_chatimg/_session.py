@@ -1,0 +1,257 @@
+"""``Session``: the one place where a ``Request`` becomes a ``ChatResult``.
+
+Every front end builds a ``Request`` and calls ``Session.ask`` (or
+``prepare`` then ``send``, when bad input must be reported before a worker
+thread starts). Only here are settings resolved, the cache read and written,
+messages and the body built (through the dialect), the HTTP layer called,
+the reply rendered, returned images fetched, failures turned into results
+(``ChatResult.failed``) and conversation turns recorded::
+
+    Request -> prepare: settings, messages, body -> send: cache | HTTP stream
+            -> dialect events -> render (in place) -> images -> ChatResult
+
+A failure raises the usual ``ChatImgError`` whose ``.partial`` is the failed
+``ChatResult`` (what arrived, and the error), already shown when displaying.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import _cache
+from ._config import Settings, resolve_settings
+from ._dialects import Dialect
+from ._dialects.chat import DIALECT as CHAT
+from ._dialects.chat import build_request as build_body
+from ._errors import BadRequestError, ChatImgError
+from ._fetch import fetch_result_images
+from ._http import MAX_RETRY_AFTER, Cancel, Client, pooled_transport, retry_delay, retryable
+from ._images import encode_pil, image_digest
+from ._messages import Conversation, build_messages, history_text
+from ._render import LiveReply, Sink
+from ._request import Request
+from ._result import ChatResult
+
+__all__ = [
+    "DEMO_NOTE",
+    "MAX_RETRY_AFTER",
+    "Cancel",
+    "Conversation",
+    "Prepared",
+    "Session",
+    "digest_request",
+    "pooled_transport",
+    "retry_delay",
+    "retryable",
+    "settings_for",
+]
+
+DEMO_NOTE = (
+    "offline demo model ({model}); set OPENAI_API_KEY (or CHATIMG_BASE_URL, "
+    "%config ChatImg.base_url) for a real one"
+)
+
+
+def settings_for(overrides: Mapping[str, Any]) -> Settings:
+    """Resolve settings; start the offline demo when they point at it."""
+    settings = resolve_settings(overrides)
+    if settings.demo:
+        from .demo import ensure_demo_server  # the core never imports the demo eagerly
+
+        settings = settings.with_overrides(base_url=ensure_demo_server().url)
+    return settings
+
+
+def digest_request(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The request with every data URI replaced by a short digest (for provenance)."""
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, str) and value.startswith("data:"):
+            return image_digest(value)
+        if isinstance(value, Mapping):
+            return {k: walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+
+    return walk(dict(body))  # type: ignore[no-any-return]
+
+
+@dataclass
+class Prepared:
+    """A request ready to send: its settings, dialect, body and what to show with it."""
+
+    request: Request
+    settings: Settings
+    dialect: Dialect
+    body: dict[str, Any]
+    user: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def failed(self, exc: BaseException) -> ChatResult:
+        """``exc`` as this request's result (what arrived before it, if anything)."""
+        s = self.settings
+        return ChatResult.failed(
+            exc, model=s.model, endpoint=s.host, demo=s.demo, request=digest_request(self.body)
+        )
+
+
+class Session:
+    """A conversation with endpoints: what ``chat()``, the magic, the panel and
+    ``chat_many`` all send through. ``conversation`` is continued by requests
+    made with ``chat=True``."""
+
+    def __init__(self, conversation: Conversation | None = None) -> None:
+        self.conversation = conversation if conversation is not None else Conversation()
+
+    def reset(self) -> None:
+        """Start the conversation over."""
+        self.conversation.reset()
+
+    @staticmethod
+    def check_fields(params: Mapping[str, Any]) -> None:
+        """Refuse unknown or ill-typed request fields now (``ConfigError``), before any send."""
+        build_body("model", [], stream=False, params=params)
+
+    @staticmethod
+    def list_models(overrides: Mapping[str, Any] | None = None) -> list[str]:
+        """The endpoint's model ids (``GET /models``)."""
+        return Client(settings_for(overrides or {})).list_models()
+
+    # -- the pipeline ----------------------------------------------------------
+
+    def ask(
+        self,
+        request: Request,
+        sink: Sink | None = None,
+        *,
+        display: bool = True,
+        cancel: Cancel | None = None,
+        transport: Any = None,
+    ) -> ChatResult:
+        """Send ``request``; show the reply as it comes (unless ``display=False``)."""
+        prepared = self.prepare(request)
+        return self.send(prepared, sink, display=display, cancel=cancel, transport=transport)
+
+    def prepare(self, request: Request) -> Prepared:
+        """Settings, messages and body for ``request``; bad input raises here, nothing is sent."""
+        settings: Settings | None = None
+        try:
+            settings = settings_for(request.settings_overrides())
+            conversation = self.conversation if request.chat else None
+            messages = build_messages(request, settings, conversation)
+            body = build_body(
+                settings.model,
+                messages.messages,
+                stream=settings.stream,
+                params=request.params,
+                extra=request.extra,
+            )
+        except ChatImgError as exc:
+            if exc.partial is None:
+                exc.partial = ChatResult.failed(
+                    exc,
+                    model=settings.model if settings else None,
+                    endpoint=settings.host if settings else None,
+                    demo=bool(settings and settings.demo),
+                )
+            raise
+        return Prepared(request, settings, CHAT, body, messages.user, messages.notes)
+
+    def send(
+        self,
+        prepared: Prepared,
+        sink: Sink | None = None,
+        *,
+        display: bool = True,
+        cancel: Cancel | None = None,
+        transport: Any = None,
+    ) -> ChatResult:
+        """Send a prepared request: cache or HTTP, render, fetch images, record the turn."""
+        started = time.perf_counter()
+        settings = prepared.settings
+        cached = _cache.load(settings, prepared.body) if settings.cache else None
+        live = self._live(prepared, sink, cached is not None) if display else None
+        try:
+            if cached is not None:
+                cached.timings.total = time.perf_counter() - started
+                result = cached
+            else:
+                result = self._exchange(prepared, live, cancel, transport)
+            self._complete(result, prepared)
+        except ChatImgError as exc:
+            exc.partial = prepared.failed(exc)
+            if any(c.image_urls and not c.images for c in exc.partial.choices):
+                fetch_result_images(exc.partial, settings)  # a cut reply keeps its images too
+            if live is not None:
+                live.finish(exc.partial)
+            raise
+        if live is not None:
+            live.finish(result)
+        if settings.cache and cached is None:
+            _cache.store(settings, prepared.body, result)
+        if prepared.request.chat:
+            self._record(result, prepared)
+        return result
+
+    # -- its steps -------------------------------------------------------------
+
+    def _live(self, prepared: Prepared, sink: Sink | None, cached: bool) -> LiveReply:
+        settings = prepared.settings
+        shown = [DEMO_NOTE.format(model=settings.model)] if settings.demo else []
+        shown.extend(prepared.notes)
+        if cached:
+            shown.append(_cache.CACHE_NOTE)
+        live = LiveReply(
+            sink=sink,
+            update_interval=settings.update_interval,
+            trust_html=settings.trust_html,
+            show_stats=settings.show_stats,
+            notes=shown,
+        )
+        live.start()
+        return live
+
+    def _exchange(
+        self, prepared: Prepared, live: LiveReply | None, cancel: Cancel | None, transport: Any
+    ) -> ChatResult:
+        client = Client(prepared.settings, transport=transport)
+        on_delta = live.on_delta if live is not None else None
+        on_retry = live.status if live is not None else None
+
+        def complete(body: dict[str, Any]) -> ChatResult:
+            return client.complete(
+                body, on_delta=on_delta, on_retry=on_retry, cancel=cancel, dialect=prepared.dialect
+            )
+
+        try:
+            return complete(prepared.body)
+        except BadRequestError as exc:
+            if "stream_options" not in prepared.body or "stream_options" not in exc.message:
+                raise
+            # Some servers reject stream_options: ask again without it (usage may be missing).
+            prepared.body = {k: v for k, v in prepared.body.items() if k != "stream_options"}
+            return complete(prepared.body)
+
+    @staticmethod
+    def _complete(result: ChatResult, prepared: Prepared) -> None:
+        settings = prepared.settings
+        result.request = digest_request(prepared.body)
+        result.demo = settings.demo
+        result.endpoint = settings.host
+        if not result.cached:
+            fetch_result_images(result, settings)
+
+    def _record(self, result: ChatResult, prepared: Prepared) -> None:
+        """Add a whole reply to the conversation (its first choice; images carried on)."""
+        if prepared.user is None or result.error is not None:
+            return
+        first = (prepared.body.get("messages") or [{}])[0]
+        if first.get("role") == "system" and isinstance(first.get("content"), str):
+            self.conversation.system = first["content"]
+        max_side = prepared.settings.max_side
+        returned = [encode_pil(im, max_side=max_side) for im in result.images]
+        self.conversation.add_turn(prepared.user, history_text(result.text), returned)
