@@ -18,22 +18,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from ._answer import ChatAnswer, answer_chat
 from ._faults import FaultCounter, Faults, FaultSyntaxError, parse_faults
-from ._models import DEMO_MODELS, Reply, build_reply, finalize
+from ._models import DEMO_MODELS, Reply
 from ._protocol import (
     DONE,
     ContentEncoder,
     Envelope,
     choice,
-    completion,
     dumps,
     error_body,
     images_field,
     model_object,
     models_list,
-    usage,
 )
-from ._request import ChatRequest, DemoHTTPError, parse_request
+from ._request import ChatRequest, DemoHTTPError
 
 MAX_BODY = 64 * 1024 * 1024
 MAX_FILES = 64
@@ -350,33 +349,16 @@ class _Handler(BaseHTTPRequestHandler):
     # -- chat ---------------------------------------------------------------------------
 
     def _chat(self, body: bytes, faults: Faults) -> None:
-        req = parse_request(body, DEMO_MODELS)
-        env = Envelope.for_request(body, faults.spec, req.model, req.include_usage)
-        mode = faults.image_url or "ok"
-        base = build_reply(
-            req, faults, self.server.server_address[1], lambda png: self.server.publish(png, mode)
-        )
-        replies = []
-        for _ in range(req.n):
-            tokens, finish = finalize(base.tokens, req.stop, req.max_tokens)
-            replies.append(Reply(tokens=tokens, images=base.images, finish_reason=finish))
-        use = usage(req.prompt_tokens(), replies)
-        headers = {"x-request-id": "req_" + env.id[-24:]}
-        if req.stream:
+        ans = answer_chat(body, faults, self.server.server_address[1], self.server.publish)
+        if ans.req.stream:
             with contextlib.suppress(_StreamEnd):
-                self._stream(req, env, replies, use, faults, headers)
+                self._stream(ans.req, ans.env, ans.replies, ans.usage, faults, ans.headers)
         else:
-            self._complete(env, replies, use, faults, headers)
+            self._complete(ans, faults)
 
-    def _complete(
-        self,
-        env: Envelope,
-        replies: list[Reply],
-        use: dict[str, Any],
-        f: Faults,
-        headers: dict[str, str],
-    ) -> None:
-        body = dumps(completion(env, replies, use))
+    def _complete(self, ans: ChatAnswer, f: Faults) -> None:
+        # the body comes from ChatAnswer.completion(), which batch lines use too
+        body, headers = dumps(ans.completion()), ans.headers
         if f.error is not None or f.event_error is not None:
             body = error_body(
                 _fault_message(f.error or f.event_error or 0), "server_error", "demo_fault"
