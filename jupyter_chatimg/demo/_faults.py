@@ -8,6 +8,9 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass, fields
+from http import HTTPStatus
+
+from ._request import DemoHTTPError
 
 #: Markdown/HTML injection payloads sent by the ``mdinject`` fault, one per line of the
 #: reply; ``PORT`` is replaced by the server's port. Keep in sync with the package docstring.
@@ -34,6 +37,32 @@ def mdinject_text(port: int) -> str:
     """The injection payloads as one markdown block for a server on ``port``."""
     body = "\n\n".join(p.replace("PORT", str(port)) for p in MDINJECT_PAYLOADS)
     return "\n\n**Injection test payloads follow (mdinject fault):**\n\n" + body + "\n"
+
+
+#: The error ``type`` and ``code`` an injected ``status=CODE`` fault answers with.
+STATUS_ERRORS: dict[int, tuple[str, str | None]] = {
+    400: ("invalid_request_error", None),
+    401: ("authentication_error", "invalid_api_key"),
+    403: ("permission_error", "forbidden"),
+    404: ("invalid_request_error", "not_found"),
+    408: ("timeout_error", "timeout"),
+    409: ("conflict_error", "conflict"),
+    422: ("invalid_request_error", "unprocessable"),
+    429: ("rate_limit_error", "rate_limit_exceeded"),
+}
+
+
+def injected_error(status: int, headers: dict[str, str] | None = None) -> DemoHTTPError:
+    """The error a ``status=CODE`` fault answers (live requests and batch lines alike)."""
+    kind, code = STATUS_ERRORS.get(
+        status, ("server_error" if status >= 500 else "invalid_request_error", None)
+    )
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = "Error"
+    message = f"demo fault: injected {status} {reason}"
+    return DemoHTTPError(status, message, type=kind, code=code, headers=headers)
 
 
 class FaultSyntaxError(ValueError):

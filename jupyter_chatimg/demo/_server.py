@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ._answer import ChatAnswer, answer_chat
-from ._faults import FaultCounter, Faults, FaultSyntaxError, parse_faults
+from ._faults import FaultCounter, Faults, FaultSyntaxError, injected_error, parse_faults
 from ._models import DEMO_MODELS, Reply
 from ._protocol import (
     DONE,
@@ -43,16 +43,6 @@ _LEAK_PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
     "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"
 )
-_STATUS_ERRORS: dict[int, tuple[str, str | None]] = {
-    400: ("invalid_request_error", None),
-    401: ("authentication_error", "invalid_api_key"),
-    403: ("permission_error", "forbidden"),
-    404: ("invalid_request_error", "not_found"),
-    408: ("timeout_error", "timeout"),
-    409: ("conflict_error", "conflict"),
-    422: ("invalid_request_error", "unprocessable"),
-    429: ("rate_limit_error", "rate_limit_exceeded"),
-}
 _HTML_PAGE = (
     "<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n"
     "<center><h1>{code} {reason}</h1></center>\r\n<hr><center>nginx (demo fault)</center>\r\n"
@@ -334,17 +324,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(f.html, page, "text/html", _retry_headers(f))
             raise _StreamEnd
         if f.status is not None:
-            kind, code = _STATUS_ERRORS.get(
-                f.status, ("server_error" if f.status >= 500 else "invalid_request_error", None)
-            )
-            reason = self.responses.get(f.status, ("Error",))[0]
-            raise DemoHTTPError(
-                f.status,
-                f"demo fault: injected {f.status} {reason}",
-                type=kind,
-                code=code,
-                headers=_retry_headers(f),
-            )
+            raise injected_error(f.status, _retry_headers(f))
 
     # -- chat ---------------------------------------------------------------------------
 
