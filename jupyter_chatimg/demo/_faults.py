@@ -93,6 +93,8 @@ class Faults:
     ping: bool = False
     tag: str | None = None
     image_url: str | None = None
+    batch_fail: bool = False
+    batch_expire: int | None = None
 
     @property
     def any(self) -> bool:
@@ -112,9 +114,10 @@ _INT = {
     "long",
     "huge",
     "retry_after_ms",
+    "batch_expire",
 }
 _FLOAT = {"slow", "delay"}
-_FLAG = {"hang", "mdinject", "ping"}
+_FLAG = {"hang", "mdinject", "ping", "batch_fail"}
 _KNOWN = {f.name for f in fields(Faults)} - {"spec"}
 IMAGE_URL_MODES = ("ok", "404", "notimage")
 MAX_LONG = 1_000_000
@@ -159,6 +162,11 @@ def parse_faults(*texts: str | None) -> Faults:
         v = values.get(name)
         if isinstance(v, int) and not 1 <= v <= cap:
             raise FaultSyntaxError(f"demo fault {name}={v}: give a number from 1 to {cap}")
+    expire = values.get("batch_expire")
+    if isinstance(expire, int) and expire < 0:
+        raise FaultSyntaxError(
+            f"demo fault batch-expire={expire}: give a number of lines, 0 or more"
+        )
     for name in ("slow", "delay"):
         v = values.get(name)
         if isinstance(v, float) and not 0 <= v <= 600:

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ._answer import ChatAnswer, answer_chat
+from ._batches import BatchAPI
 from ._faults import FaultCounter, Faults, FaultSyntaxError, injected_error, parse_faults
 from ._models import DEMO_MODELS, Reply
 from ._protocol import (
@@ -67,7 +68,7 @@ class DemoHTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     block_on_close = False
 
-    def __init__(self, address: tuple[str, int]) -> None:
+    def __init__(self, address: tuple[str, int], batch_delay: float = 0.0) -> None:
         super().__init__(address, _Handler)
         self.closing = threading.Event()
         self.faults = FaultCounter()
@@ -75,6 +76,7 @@ class DemoHTTPServer(ThreadingHTTPServer):
         self.files: OrderedDict[str, bytes] = OrderedDict()
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self.batch_api = BatchAPI(self.server_address[1], self.publish, self.faults, batch_delay)
 
     def track(self, conn: socket.socket, add: bool) -> None:
         """Remember open connections so ``close_all`` can end hung or slow ones."""
@@ -263,7 +265,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path.rstrip("/") or "/"
         body = self._read_body()
         header_spec = self.headers.get("X-Demo-Fault")
-        if path.startswith("/v1/files/") and method == "GET":
+        if path.startswith("/v1/files/") and path.endswith(".png") and method == "GET":
             with self.server._lock:
                 data = self.server.files.get(path.rsplit("/", 1)[1])
             if data is None:
@@ -279,6 +281,11 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.server.faults.active(faults):
             faults = Faults()
         self._before_headers(faults)
+        ctype, query = self.headers.get("Content-Type"), urlsplit(self.path).query
+        api = self.server.batch_api.route(method, path, query, ctype, body, faults)
+        if api is not None:  # /v1/files, /v1/batches
+            self._send(api.status, api.body, api.content_type)
+            return
         if path in _CHAT_PATHS:
             if method != "POST":
                 raise DemoHTTPError(
@@ -483,10 +490,20 @@ class DemoServer:
     Use it as a context manager to close it on exit. ``.leaks`` lists the paths
     of requests to ``/leak`` (the URLs the ``mdinject`` fault plants in replies),
     so security tests can check that nothing fetched them.
+
+    ``batch_delay`` is the seconds each batch line takes (settable while running);
+    ``batches_created``, ``files_created`` and ``batch_answers`` count Batch API work.
     """
 
-    def __init__(self, port: int = 0, host: str = "127.0.0.1", *, start: bool = True) -> None:
-        self._httpd = DemoHTTPServer((host, port))
+    def __init__(
+        self,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        *,
+        start: bool = True,
+        batch_delay: float = 0.0,
+    ) -> None:
+        self._httpd = DemoHTTPServer((host, port), _check_delay(batch_delay))
         self.host = host
         self.port: int = self._httpd.server_address[1]
         self._thread: threading.Thread | None = None
@@ -517,6 +534,31 @@ class DemoServer:
         """Paths (with query) of the requests made to ``/leak`` so far."""
         return list(self._httpd.leaks)
 
+    @property
+    def batch_delay(self) -> float:
+        """Seconds each batch line takes (0: as fast as it can); applies to running batches."""
+        return self._httpd.batch_api.batch_delay
+
+    @batch_delay.setter
+    def batch_delay(self, seconds: float) -> None:
+        self._httpd.batch_api.batch_delay = _check_delay(seconds)
+
+    @property
+    def batches_created(self) -> int:
+        """How many batches ``POST /v1/batches`` has created so far."""
+        return self._httpd.batch_api.created
+
+    @property
+    def files_created(self) -> int:
+        """How many files were stored so far (uploads plus batch output and error files)."""
+        return self._httpd.batch_api.files.created
+
+    @property
+    def batch_answers(self) -> dict[str, int]:
+        """How many times a batch line with each ``custom_id`` was answered, over all batches
+        (custom ids only; no request content is kept): a resubmitted item shows 2."""
+        return dict(self._httpd.batch_api.answered)
+
     def fault_hits(self, spec: str) -> int:
         """How many requests so far carried the fault ``spec`` (header and model suffix
         merged, header first): lets a test count a client's retries."""
@@ -533,6 +575,7 @@ class DemoServer:
                 return
             self._closed = True
         self._httpd.closing.set()
+        self._httpd.batch_api.close()
         if self._thread is not None:
             self._httpd.shutdown()
             self._thread.join(timeout=5)
@@ -554,9 +597,22 @@ _singleton: DemoServer | None = None
 _singleton_lock = threading.Lock()
 
 
-def serve_demo(port: int = 0) -> DemoServer:
-    """Start a new demo server on 127.0.0.1 (``port=0``: a free port) in a daemon thread."""
-    return DemoServer(port)
+def serve_demo(port: int = 0, batch_delay: float = 0.0) -> DemoServer:
+    """Start a new demo server on 127.0.0.1 (``port=0``: a free port) in a daemon thread.
+
+    ``batch_delay``: seconds each Batch API line takes, so a test can catch a batch running.
+    """
+    return DemoServer(port, batch_delay=batch_delay)
+
+
+def _check_delay(seconds: float) -> float:
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, (int, float))
+        or not 0 <= seconds <= 600
+    ):
+        raise ValueError(f"batch_delay must be a number of seconds from 0 to 600, got {seconds!r}")
+    return float(seconds)
 
 
 def ensure_demo_server() -> DemoServer:
