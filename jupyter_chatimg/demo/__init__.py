@@ -11,14 +11,14 @@ Start it::
     with serve_demo() as server:          # a free port; server.url ends in /v1
         ...                               # OpenAI(base_url=server.url, api_key="unused")
 
-or from a shell: ``python -m jupyter_chatimg.demo [--port 8765]``.
+or from a shell: ``python -m jupyter_chatimg.demo [--port 8765] [--batch-delay S]``.
 ``ensure_demo_server()`` returns one process-wide server, started on first use.
 
 Endpoints: ``GET /v1/models``, ``GET /v1/models/{id}``, ``POST /v1/chat/completions``
 (streaming with ``data: [DONE]``, ``stream_options.include_usage``, ``n``,
 ``max_tokens``/``max_completion_tokens`` (finish_reason ``length``), ``stop``).
 ``Authorization`` is accepted but never required, logged or echoed. Requests are
-never logged.
+never logged. The Files and Batch APIs are described below.
 
 Models
 ------
@@ -54,6 +54,58 @@ Models
     ``message.images`` / ``delta.images`` as
     ``[{"type": "image_url", "image_url": {"url": "data:image/png;base64,..."}}]``
     and the text has no markdown image.
+
+Batch API
+---------
+Shaped like OpenAI's (``/v1`` may be left out of every path, as for chat):
+
+``POST /v1/files``
+    multipart/form-data with ``purpose`` (assistants, batch, fine-tune, vision,
+    user_data, evals), ``file`` and optionally ``expires_after[anchor]=created_at`` +
+    ``expires_after[seconds]``; answers the ``file`` object (``id``, ``object``,
+    ``bytes``, ``created_at``, ``expires_at`` (30 days for batch files), ``filename``,
+    ``purpose``, ``status: "processed"``). A batch file must be named ``*.jsonl``
+    ("Invalid file format for Batch API. Must be .jsonl", as OpenAI says). Files are
+    kept in memory (uploads up to the 64 MB body limit).
+``GET /v1/files`` (``purpose``, ``limit`` 1-10000, ``order`` asc/desc (default desc),
+``after``), ``GET /v1/files/{id}``, ``GET /v1/files/{id}/content``, ``DELETE /v1/files/{id}``
+    the usual list / metadata / raw bytes / ``{"id", "object": "file", "deleted": true}``.
+    ``GET /v1/files/NAME.png`` still serves the images of the ``image-url`` fault.
+``POST /v1/batches``
+    JSON ``input_file_id``, ``endpoint`` (``/v1/chat/completions``), ``completion_window``
+    (``24h``), optional ``metadata`` (up to 16 string pairs); answers the ``batch`` object
+    with status ``validating``. Refused at once: a missing or ill-typed field or an
+    unsupported value (400), an unknown input file (404), a file whose purpose is not
+    ``batch`` (400).
+``GET /v1/batches/{id}``, ``POST /v1/batches/{id}/cancel``, ``GET /v1/batches`` (newest
+first; ``limit`` 1-100, default 20; ``after``; ``has_more``, ``first_id``, ``last_id``)
+    cancelling a ``validating``/``in_progress`` batch makes it ``cancelling`` and soon
+    ``cancelled``; cancelling a finished one is 409.
+
+Each batch runs in a background thread: ``validating`` (every line is checked; any
+problem makes the batch ``failed`` with ``errors.data[]`` entries ``{code, message,
+param, line}``: ``invalid_json_line``, ``missing_required_parameter``, ``invalid_url``
+(the line's ``url`` is not the batch endpoint), ``invalid_request`` (a method other than
+POST, a non-object body, no ``model`` or ``messages``), ``streaming_unsupported``,
+``model_not_found``, ``mismatched_model`` (one model per file), ``duplicate_custom_id``,
+``empty_file``, ``too_many_tasks`` (over 50,000)) -> ``in_progress`` (each line takes
+``batch_delay`` seconds, then is answered in-process by the very code that answers
+``POST /v1/chat/completions`` without streaming, so ``response.body`` is the live
+reply but for ``id``/``created``; ``request_counts`` and ``usage`` grow as it goes) ->
+``finalizing`` (``batch_delay`` seconds) -> ``completed``. Output lines, in input order::
+
+    {"id": "batch_req_...", "custom_id": "...", "response": {"status_code": 200,
+     "request_id": "req_...", "body": {...the chat.completion...}}, "error": null}
+
+Lines that the chat route would answer with an error status (a body it rejects, or a
+``"model": "demo-vision@status=CODE"`` fault) go to the error file with that
+``status_code`` and the ``{"error": {...}}`` body, and count as ``failed``. When a
+batch is cancelled or expires, the lines it did not run go to the error file with
+``"response": null`` and ``"error": {"code": "batch_cancelled" | "batch_expired",
+"message"}`` (they count as neither completed nor failed); the lines it finished are
+in the output file. ``output_file_id`` / ``error_file_id`` are null when that file
+would be empty. ``DemoServer`` counts ``batches_created``, ``files_created`` and
+``batch_answers`` (times each ``custom_id`` was answered, over all batches).
 
 Fault injection
 ---------------
@@ -98,12 +150,25 @@ model suffix ``"model": "demo-vision@<spec>"`` (chat only; both merge). A spec i
                        MODE ok (default), 404 (the URL is not served) or notimage (it serves
                        HTML labelled image/png)
     tag=ANY            no effect; makes a spec string unique, so its times=N count is fresh
+    batch-fail         POST /v1/batches: the batch ends ``failed`` after validating, with
+                       errors.data [{"code": "demo_fault", "message": "demo fault: injected
+                       batch failure (batch-fail)", "param": null, "line": null}]
+    batch-expire=N     POST /v1/batches: the batch ends ``expired`` after answering N lines
+                       (0: before the first; N >= the number of lines: it completes)
 
 For example ``X-Demo-Fault: status=429;retry-after=1;times=2`` fails twice, then
 succeeds; ``demo-vision@cut=5`` breaks off after five chunks. "N content chunks"
 counts content deltas over all choices; a fault due after the end of the reply
 fires just before the finish chunk. A spec that cannot be parsed is answered 400. ``DemoServer.fault_hits(spec)`` counts
 the requests that carried a spec (to check a client's retries).
+
+The batch faults may also come in the batch's metadata, ``"metadata": {"demo_fault":
+"batch-expire=3"}`` (merged with the header; a bad spec there is a 400 naming
+``metadata.demo_fault``). In a batch line, the model suffix selects faults for that line
+alone: ``status=CODE`` (with ``times``, counted with live requests) makes the line answer
+CODE; ``long``, ``huge``, ``mdinject`` and ``image-url`` shape its reply as they would live;
+the transport faults (``cut``, ``eof``, ``error``, ``event-error``, ``malformed``,
+``html``, ``delay``, ``slow``, ``hang``, ``ping``, ``retry-after``) do not apply.
 
 The ``mdinject`` payloads, each a paragraph of the reply (``PORT`` is the server's
 port; requests to ``/leak`` are recorded in ``DemoServer.leaks``)::

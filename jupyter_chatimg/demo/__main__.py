@@ -28,9 +28,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)"
     )
+    parser.add_argument(
+        "--batch-delay",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="seconds each Batch API request line takes (default 0; up to 600)",
+    )
     args = parser.parse_args(argv)
+    if not 0 <= args.batch_delay <= 600:
+        parser.error("--batch-delay takes seconds from 0 to 600")
     try:
-        server = DemoServer(args.port, args.host, start=False)
+        server = DemoServer(args.port, args.host, start=False, batch_delay=args.batch_delay)
     except OSError as e:
         print(
             f"error: cannot listen on {args.host}:{args.port} ({e.strerror or e}); "

@@ -8,6 +8,9 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass, fields
+from http import HTTPStatus
+
+from ._request import DemoHTTPError
 
 #: Markdown/HTML injection payloads sent by the ``mdinject`` fault, one per line of the
 #: reply; ``PORT`` is replaced by the server's port. Keep in sync with the package docstring.
@@ -34,6 +37,32 @@ def mdinject_text(port: int) -> str:
     """The injection payloads as one markdown block for a server on ``port``."""
     body = "\n\n".join(p.replace("PORT", str(port)) for p in MDINJECT_PAYLOADS)
     return "\n\n**Injection test payloads follow (mdinject fault):**\n\n" + body + "\n"
+
+
+#: The error ``type`` and ``code`` an injected ``status=CODE`` fault answers with.
+STATUS_ERRORS: dict[int, tuple[str, str | None]] = {
+    400: ("invalid_request_error", None),
+    401: ("authentication_error", "invalid_api_key"),
+    403: ("permission_error", "forbidden"),
+    404: ("invalid_request_error", "not_found"),
+    408: ("timeout_error", "timeout"),
+    409: ("conflict_error", "conflict"),
+    422: ("invalid_request_error", "unprocessable"),
+    429: ("rate_limit_error", "rate_limit_exceeded"),
+}
+
+
+def injected_error(status: int, headers: dict[str, str] | None = None) -> DemoHTTPError:
+    """The error a ``status=CODE`` fault answers (live requests and batch lines alike)."""
+    kind, code = STATUS_ERRORS.get(
+        status, ("server_error" if status >= 500 else "invalid_request_error", None)
+    )
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = "Error"
+    message = f"demo fault: injected {status} {reason}"
+    return DemoHTTPError(status, message, type=kind, code=code, headers=headers)
 
 
 class FaultSyntaxError(ValueError):
@@ -64,6 +93,8 @@ class Faults:
     ping: bool = False
     tag: str | None = None
     image_url: str | None = None
+    batch_fail: bool = False
+    batch_expire: int | None = None
 
     @property
     def any(self) -> bool:
@@ -83,9 +114,10 @@ _INT = {
     "long",
     "huge",
     "retry_after_ms",
+    "batch_expire",
 }
 _FLOAT = {"slow", "delay"}
-_FLAG = {"hang", "mdinject", "ping"}
+_FLAG = {"hang", "mdinject", "ping", "batch_fail"}
 _KNOWN = {f.name for f in fields(Faults)} - {"spec"}
 IMAGE_URL_MODES = ("ok", "404", "notimage")
 MAX_LONG = 1_000_000
@@ -130,6 +162,11 @@ def parse_faults(*texts: str | None) -> Faults:
         v = values.get(name)
         if isinstance(v, int) and not 1 <= v <= cap:
             raise FaultSyntaxError(f"demo fault {name}={v}: give a number from 1 to {cap}")
+    expire = values.get("batch_expire")
+    if isinstance(expire, int) and expire < 0:
+        raise FaultSyntaxError(
+            f"demo fault batch-expire={expire}: give a number of lines, 0 or more"
+        )
     for name in ("slow", "delay"):
         v = values.get(name)
         if isinstance(v, float) and not 0 <= v <= 600:

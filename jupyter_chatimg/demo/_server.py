@@ -18,22 +18,22 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from ._faults import FaultCounter, Faults, FaultSyntaxError, parse_faults
-from ._models import DEMO_MODELS, Reply, build_reply, finalize
+from ._answer import ChatAnswer, answer_chat
+from ._batches import BatchAPI
+from ._faults import FaultCounter, Faults, FaultSyntaxError, injected_error, parse_faults
+from ._models import DEMO_MODELS, Reply
 from ._protocol import (
     DONE,
     ContentEncoder,
     Envelope,
     choice,
-    completion,
     dumps,
     error_body,
     images_field,
     model_object,
     models_list,
-    usage,
 )
-from ._request import ChatRequest, DemoHTTPError, parse_request
+from ._request import ChatRequest, DemoHTTPError
 
 MAX_BODY = 64 * 1024 * 1024
 MAX_FILES = 64
@@ -44,16 +44,6 @@ _LEAK_PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
     "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"
 )
-_STATUS_ERRORS: dict[int, tuple[str, str | None]] = {
-    400: ("invalid_request_error", None),
-    401: ("authentication_error", "invalid_api_key"),
-    403: ("permission_error", "forbidden"),
-    404: ("invalid_request_error", "not_found"),
-    408: ("timeout_error", "timeout"),
-    409: ("conflict_error", "conflict"),
-    422: ("invalid_request_error", "unprocessable"),
-    429: ("rate_limit_error", "rate_limit_exceeded"),
-}
 _HTML_PAGE = (
     "<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n"
     "<center><h1>{code} {reason}</h1></center>\r\n<hr><center>nginx (demo fault)</center>\r\n"
@@ -78,7 +68,7 @@ class DemoHTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     block_on_close = False
 
-    def __init__(self, address: tuple[str, int]) -> None:
+    def __init__(self, address: tuple[str, int], batch_delay: float = 0.0) -> None:
         super().__init__(address, _Handler)
         self.closing = threading.Event()
         self.faults = FaultCounter()
@@ -86,6 +76,7 @@ class DemoHTTPServer(ThreadingHTTPServer):
         self.files: OrderedDict[str, bytes] = OrderedDict()
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self.batch_api = BatchAPI(self.server_address[1], self.publish, self.faults, batch_delay)
 
     def track(self, conn: socket.socket, add: bool) -> None:
         """Remember open connections so ``close_all`` can end hung or slow ones."""
@@ -274,7 +265,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path.rstrip("/") or "/"
         body = self._read_body()
         header_spec = self.headers.get("X-Demo-Fault")
-        if path.startswith("/v1/files/") and method == "GET":
+        if path.startswith("/v1/files/") and path.endswith(".png") and method == "GET":
             with self.server._lock:
                 data = self.server.files.get(path.rsplit("/", 1)[1])
             if data is None:
@@ -290,6 +281,11 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.server.faults.active(faults):
             faults = Faults()
         self._before_headers(faults)
+        ctype, query = self.headers.get("Content-Type"), urlsplit(self.path).query
+        api = self.server.batch_api.route(method, path, query, ctype, body, faults)
+        if api is not None:  # /v1/files, /v1/batches
+            self._send(api.status, api.body, api.content_type)
+            return
         if path in _CHAT_PATHS:
             if method != "POST":
                 raise DemoHTTPError(
@@ -335,48 +331,21 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(f.html, page, "text/html", _retry_headers(f))
             raise _StreamEnd
         if f.status is not None:
-            kind, code = _STATUS_ERRORS.get(
-                f.status, ("server_error" if f.status >= 500 else "invalid_request_error", None)
-            )
-            reason = self.responses.get(f.status, ("Error",))[0]
-            raise DemoHTTPError(
-                f.status,
-                f"demo fault: injected {f.status} {reason}",
-                type=kind,
-                code=code,
-                headers=_retry_headers(f),
-            )
+            raise injected_error(f.status, _retry_headers(f))
 
     # -- chat ---------------------------------------------------------------------------
 
     def _chat(self, body: bytes, faults: Faults) -> None:
-        req = parse_request(body, DEMO_MODELS)
-        env = Envelope.for_request(body, faults.spec, req.model, req.include_usage)
-        mode = faults.image_url or "ok"
-        base = build_reply(
-            req, faults, self.server.server_address[1], lambda png: self.server.publish(png, mode)
-        )
-        replies = []
-        for _ in range(req.n):
-            tokens, finish = finalize(base.tokens, req.stop, req.max_tokens)
-            replies.append(Reply(tokens=tokens, images=base.images, finish_reason=finish))
-        use = usage(req.prompt_tokens(), replies)
-        headers = {"x-request-id": "req_" + env.id[-24:]}
-        if req.stream:
+        ans = answer_chat(body, faults, self.server.server_address[1], self.server.publish)
+        if ans.req.stream:
             with contextlib.suppress(_StreamEnd):
-                self._stream(req, env, replies, use, faults, headers)
+                self._stream(ans.req, ans.env, ans.replies, ans.usage, faults, ans.headers)
         else:
-            self._complete(env, replies, use, faults, headers)
+            self._complete(ans, faults)
 
-    def _complete(
-        self,
-        env: Envelope,
-        replies: list[Reply],
-        use: dict[str, Any],
-        f: Faults,
-        headers: dict[str, str],
-    ) -> None:
-        body = dumps(completion(env, replies, use))
+    def _complete(self, ans: ChatAnswer, f: Faults) -> None:
+        # the body comes from ChatAnswer.completion(), which batch lines use too
+        body, headers = dumps(ans.completion()), ans.headers
         if f.error is not None or f.event_error is not None:
             body = error_body(
                 _fault_message(f.error or f.event_error or 0), "server_error", "demo_fault"
@@ -521,10 +490,20 @@ class DemoServer:
     Use it as a context manager to close it on exit. ``.leaks`` lists the paths
     of requests to ``/leak`` (the URLs the ``mdinject`` fault plants in replies),
     so security tests can check that nothing fetched them.
+
+    ``batch_delay`` is the seconds each batch line takes (settable while running);
+    ``batches_created``, ``files_created`` and ``batch_answers`` count Batch API work.
     """
 
-    def __init__(self, port: int = 0, host: str = "127.0.0.1", *, start: bool = True) -> None:
-        self._httpd = DemoHTTPServer((host, port))
+    def __init__(
+        self,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        *,
+        start: bool = True,
+        batch_delay: float = 0.0,
+    ) -> None:
+        self._httpd = DemoHTTPServer((host, port), _check_delay(batch_delay))
         self.host = host
         self.port: int = self._httpd.server_address[1]
         self._thread: threading.Thread | None = None
@@ -555,6 +534,31 @@ class DemoServer:
         """Paths (with query) of the requests made to ``/leak`` so far."""
         return list(self._httpd.leaks)
 
+    @property
+    def batch_delay(self) -> float:
+        """Seconds each batch line takes (0: as fast as it can); applies to running batches."""
+        return self._httpd.batch_api.batch_delay
+
+    @batch_delay.setter
+    def batch_delay(self, seconds: float) -> None:
+        self._httpd.batch_api.batch_delay = _check_delay(seconds)
+
+    @property
+    def batches_created(self) -> int:
+        """How many batches ``POST /v1/batches`` has created so far."""
+        return self._httpd.batch_api.created
+
+    @property
+    def files_created(self) -> int:
+        """How many files were stored so far (uploads plus batch output and error files)."""
+        return self._httpd.batch_api.files.created
+
+    @property
+    def batch_answers(self) -> dict[str, int]:
+        """How many times a batch line with each ``custom_id`` was answered, over all batches
+        (custom ids only; no request content is kept): a resubmitted item shows 2."""
+        return dict(self._httpd.batch_api.answered)
+
     def fault_hits(self, spec: str) -> int:
         """How many requests so far carried the fault ``spec`` (header and model suffix
         merged, header first): lets a test count a client's retries."""
@@ -571,6 +575,7 @@ class DemoServer:
                 return
             self._closed = True
         self._httpd.closing.set()
+        self._httpd.batch_api.close()
         if self._thread is not None:
             self._httpd.shutdown()
             self._thread.join(timeout=5)
@@ -592,9 +597,22 @@ _singleton: DemoServer | None = None
 _singleton_lock = threading.Lock()
 
 
-def serve_demo(port: int = 0) -> DemoServer:
-    """Start a new demo server on 127.0.0.1 (``port=0``: a free port) in a daemon thread."""
-    return DemoServer(port)
+def serve_demo(port: int = 0, batch_delay: float = 0.0) -> DemoServer:
+    """Start a new demo server on 127.0.0.1 (``port=0``: a free port) in a daemon thread.
+
+    ``batch_delay``: seconds each Batch API line takes, so a test can catch a batch running.
+    """
+    return DemoServer(port, batch_delay=batch_delay)
+
+
+def _check_delay(seconds: float) -> float:
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, (int, float))
+        or not 0 <= seconds <= 600
+    ):
+        raise ValueError(f"batch_delay must be a number of seconds from 0 to 600, got {seconds!r}")
+    return float(seconds)
 
 
 def ensure_demo_server() -> DemoServer:

@@ -1,0 +1,58 @@
+"""The demo's answer to one chat-completions body, shared by the live route and batches.
+
+``POST /v1/chat/completions`` and each line of a ``/v1/chat/completions`` batch go
+through ``answer_chat``, so a batch line's ``response.body`` is what a live
+non-streaming request with the same body gets (only ``id``/``created`` differ, as
+they are derived from the request bytes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ._faults import Faults
+from ._models import DEMO_MODELS, Reply, build_reply, finalize
+from ._protocol import Envelope, completion, usage
+from ._request import ChatRequest, parse_request
+
+#: ``publish(png, mode)`` keeps an image on the server and returns its http URL.
+Publisher = Callable[[bytes, str], str]
+
+
+@dataclass(frozen=True)
+class ChatAnswer:
+    """A validated request and everything its reply is made of."""
+
+    req: ChatRequest
+    env: Envelope
+    replies: list[Reply]
+    usage: dict[str, Any]
+
+    @property
+    def request_id(self) -> str:
+        """The ``x-request-id`` of this answer."""
+        return "req_" + self.env.id[-24:]
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Response headers that go with the reply."""
+        return {"x-request-id": self.request_id}
+
+    def completion(self) -> dict[str, Any]:
+        """The whole ``chat.completion`` object (the non-streaming body)."""
+        return completion(self.env, self.replies, self.usage)
+
+
+def answer_chat(body: bytes, faults: Faults, port: int, publish: Publisher) -> ChatAnswer:
+    """Validate ``body`` (raises ``DemoHTTPError``) and compute the reply to it."""
+    req = parse_request(body, DEMO_MODELS)
+    env = Envelope.for_request(body, faults.spec, req.model, req.include_usage)
+    mode = faults.image_url or "ok"
+    base = build_reply(req, faults, port, lambda png: publish(png, mode))
+    replies = []
+    for _ in range(req.n):
+        tokens, finish = finalize(base.tokens, req.stop, req.max_tokens)
+        replies.append(Reply(tokens=tokens, images=base.images, finish_reason=finish))
+    return ChatAnswer(req, env, replies, usage(req.prompt_tokens(), replies))
