@@ -61,11 +61,15 @@ __all__ = [
 ]
 
 
-def serve_demo(port: int = 0) -> Any:
-    """Start the offline demo endpoint on 127.0.0.1 (``.url``, ``.close()``)."""
+def serve_demo(port: int = 0, batch_delay: float = 0.0) -> Any:
+    """Start the offline demo endpoint on 127.0.0.1 (``.url``, ``.close()``).
+
+    ``batch_delay``: seconds each line of a Batch API job takes (tests use it
+    to catch a batch while it runs).
+    """
     from .demo import serve_demo as _serve
 
-    return _serve(port)
+    return _serve(port, batch_delay=batch_delay)
 
 
 def __getattr__(name: str) -> Any:
