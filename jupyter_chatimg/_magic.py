@@ -127,6 +127,12 @@ class ChatImg(_SettingTraits):  # type: ignore[misc]
         except ChatImgError as exc:
             # Already shown in the reply's output, with the partial text.
             result = exc.partial or ChatResult.failed(exc)
+        except KeyboardInterrupt as interrupt:
+            # The partial text and one line are on screen; the cell ends quietly.
+            partial = getattr(interrupt, "partial", None)
+            if partial is None:
+                raise
+            result = partial
         self._keep(result, args)
 
     def _request(self, args: MagicArgs, namespace: dict[str, Any]) -> Request:
