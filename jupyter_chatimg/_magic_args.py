@@ -125,7 +125,8 @@ def _json_option(name: str, text: str | None, *, want: type) -> Any:
     return value
 
 
-def _from_namespace(ns: argparse.Namespace, prompt: str) -> MagicArgs:
+def _check(ns: argparse.Namespace) -> None:
+    """Options that cannot work together or as given: one line each."""
     if ns.stop and len(ns.stop) > 4:
         raise ConfigError(f"--stop: at most 4 stop strings, got {len(ns.stop)}")
     if ns.max_side is not None and ns.max_side < 0:
@@ -140,16 +141,20 @@ def _from_namespace(ns: argparse.Namespace, prompt: str) -> MagicArgs:
             "--api-key-env takes the NAME of an environment variable, not the key itself "
             "(a cell's source is saved in the notebook); e.g. --api-key-env MY_KEY"
         )
-    extra = _json_option("--extra", ns.extra, want=dict)
-    logit_bias = _json_option("--logit-bias", ns.logit_bias, want=dict)
-    if ns.json and extra and "response_format" in extra:
-        raise ConfigError("--json and --extra both set response_format; keep one of them")
     if ns.each is not None and ns.chat:
         raise ConfigError("--each runs the prompt once per image on its own; drop --chat")
     if ns.concurrency is not None and ns.each is None:
         raise ConfigError("--concurrency: only with --each EXPR (one request per image)")
     if ns.concurrency is not None and ns.concurrency < 1:
         raise ConfigError(f"--concurrency: {ns.concurrency} must be a whole number >= 1")
+
+
+def _from_namespace(ns: argparse.Namespace, prompt: str) -> MagicArgs:
+    _check(ns)
+    extra = _json_option("--extra", ns.extra, want=dict)
+    logit_bias = _json_option("--logit-bias", ns.logit_bias, want=dict)
+    if ns.json and extra and "response_format" in extra:
+        raise ConfigError("--json and --extra both set response_format; keep one of them")
     params: dict[str, Any] = {
         "temperature": ns.temperature,
         "top_p": ns.top_p,

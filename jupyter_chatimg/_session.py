@@ -30,12 +30,13 @@ from ._dialects.chat import DIALECT as CHAT
 from ._dialects.chat import build_request as build_body
 from ._errors import BadRequestError, ChatImgError, StreamError
 from ._fetch import fetch_result_images
-from ._http import MAX_RETRY_AFTER, Cancel, Client, pooled_transport, retry_delay, retryable
+from ._http import Cancel, Client, pooled_transport
 from ._images import encode_pil, image_digest
 from ._messages import Conversation, build_messages, history_text
 from ._render import LiveReply, Sink
 from ._request import Request
 from ._result import ChatResult
+from ._retry import MAX_RETRY_AFTER, retry_delay, retryable
 
 __all__ = [
     "DEMO_NOTE",
