@@ -234,7 +234,7 @@ class Client:
                 )
                 cancel._attach(response)
                 try:
-                    content_type = response.headers.get("content-type", "")
+                    content_type = response.headers.get("content-type", "").lower()
                     if "text/event-stream" in content_type:
                         self._read_stream(response, parser, on_delta, cancel, started, first)
                         result = parser.result()
@@ -536,14 +536,16 @@ class _TooLarge(Exception):
 
 
 class _Counted:
-    """The response as httpx-sse reads it (``headers``, ``iter_text``), counting the
-    text as it comes."""
+    """The response as httpx-sse reads it (``headers``, and ``iter_text`` for 0.4.2+ or
+    ``iter_lines`` for 0.4.0 and 0.4.1), counting the text as it comes."""
 
     def __init__(self, response: httpx.Response, limit: int) -> None:
         self._response = response
         self._limit = limit
         self.received = 0
-        self.headers = response.headers
+        # httpx-sse compares the media type case-sensitively; media types are not.
+        self.headers = response.headers.copy()
+        self.headers["content-type"] = self.headers.get("content-type", "").lower()
 
     def iter_text(self) -> Iterator[str]:
         for text in self._response.iter_text():
@@ -551,6 +553,25 @@ class _Counted:
             if self.received > self._limit:
                 raise _TooLarge
             yield text
+
+    def iter_lines(self) -> Iterator[str]:
+        """Lines end at CRLF, LF or CR only (not at U+2028 etc. as httpx's ``iter_lines``)."""
+        line: list[str] = []
+        after_cr = False
+        for text in self.iter_text():
+            if not text:
+                continue
+            if after_cr and text[0] == "\n":
+                text = text[1:]  # the LF of a CRLF split between two reads
+            after_cr = text.endswith("\r")
+            *ended, rest = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+            if ended:
+                ended[0] = "".join(line) + ended[0]
+                line = []
+                yield from ended
+            line.append(rest)
+        if any(line):
+            yield "".join(line)
 
 
 def _read_at_most(response: httpx.Response, limit: int) -> bytes:
