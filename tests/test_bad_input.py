@@ -54,10 +54,41 @@ NAMESPACE: dict[str, Any] = {
     "cube": np.zeros((2, 3, 4, 5), dtype=np.uint8),
     "red": Image.new("RGB", (8, 8), "red"),
     "caption": "a caption",
+    "Image": Image,
+    "loop": (lambda x: (x.append(x), x)[1])([Image.new("RGB", (4, 4))]),
+    "unprintable": type("Unprintable", (), {"__str__": lambda self: 1 / 0})(),
 }
 
 # (cell as typed, the exact line on stderr after "chatimg: ")
 BEFORE_SENDING: dict[str, tuple[str, str]] = {
+    # Issue 15 (1): a character device reports size 0 and was read without limit.
+    "a device path (issue 15)": (
+        """%%chatimg -i "'/dev/zero'"\nhi""",
+        "--image '/dev/zero': '/dev/zero' is not a regular file (a device, a pipe or a socket); "
+        "pass the path of an image file",
+    ),
+    # Issue 15 (7): RecursionError with 18 frames; str() raising with 8.
+    "a list that contains itself (issue 15)": (
+        "%%chatimg -i loop\nhi",
+        "--image loop[1]: the list contains itself (or is nested too deep); "
+        "pass a flat list of images",
+    ),
+    "a variable whose str() raises (issue 15)": (
+        "%%chatimg\nSay {unprintable}",
+        "prompt: {unprintable}: str() of the Unprintable failed (ZeroDivisionError: division "
+        "by zero); pass a value that prints, or write {{unprintable}}",
+    ),
+    # Issue 15 (8): the quotes inside the expression were stripped (a SyntaxError).
+    "an expression with quotes inside (issue 15)": (
+        "%%chatimg -i Image.open('/nonexistent/x.png')\nhi",
+        "--image Image.open('/nonexistent/x.png'): evaluating it failed (FileNotFoundError: "
+        "[Errno 2] No such file or directory: '/nonexistent/x.png')",
+    ),
+    "a path after -i, as written (issue 15)": (
+        "%%chatimg -i /nonexistent/x.png\nhi",
+        "--image /nonexistent/x.png: no such file '/nonexistent/x.png'; check the path "
+        "(relative paths start at {cwd})",
+    ),
     "unknown variable in --image": (
         "%%chatimg --image nosuch\nhi",
         "--image nosuch: name 'nosuch' is not defined; define it in the notebook first "
