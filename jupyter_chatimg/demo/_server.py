@@ -31,6 +31,7 @@ from ._protocol import (
     images_field,
     model_object,
     models_list,
+    tool_call_deltas,
     usage,
 )
 from ._request import ChatRequest, DemoHTTPError, parse_request
@@ -356,8 +357,8 @@ class _Handler(BaseHTTPRequestHandler):
         base = build_reply(
             req, faults, self.server.server_address[1], lambda png: self.server.publish(png, mode)
         )
-        replies = []
-        for _ in range(req.n):
+        replies = [base] * req.n if base.tool_calls else []
+        for _ in range(0 if base.tool_calls else req.n):
             tokens, finish = finalize(base.tokens, req.stop, req.max_tokens)
             replies.append(Reply(tokens=tokens, images=base.images, finish_reason=finish))
         use = usage(req.prompt_tokens(), replies)
@@ -411,8 +412,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.end_headers()
         out = _ChunkedWriter(self.wfile, batch=bool(f.long) and not f.slow)
-        for i in range(req.n):
-            out.event(env.chunk([choice(i, {"role": "assistant", "content": "", "refusal": None})]))
+        for i, r in enumerate(replies):
+            content = None if r.tool_calls else ""
+            out.event(
+                env.chunk([choice(i, {"role": "assistant", "content": content, "refusal": None})])
+            )
         enc = ContentEncoder(env, req.n)
         sent = 0
         malformed_done = False
@@ -433,6 +437,11 @@ class _Handler(BaseHTTPRequestHandler):
                     out.flush()
                     self._wait(f.slow)
                 out.event(enc.event(i, r.tokens[step]))
+                sent += 1
+        for i, r in enumerate(replies):
+            for delta in tool_call_deltas(r.tool_calls):
+                self._fault_point(out, f, sent)
+                out.event(env.chunk([choice(i, delta)]))
                 sent += 1
         self._fault_point(out, f, sent, end=True)
         for i, r in enumerate(replies):
