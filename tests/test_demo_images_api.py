@@ -7,8 +7,12 @@ import base64
 import io
 import itertools
 import json
+import os
+import subprocess
+import sys
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,6 +24,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageStat
 from jupyter_chatimg.demo import DEMO_MODELS, DemoServer
 from jupyter_chatimg.demo._colors import PALETTE
 
+ROOT = Path(__file__).resolve().parents[1]
 RED, BLUE = PALETTE["red"], PALETTE["blue"]
 PROMPT = "a red circle on a blue background"
 
@@ -409,3 +414,47 @@ def test_fault_non_streaming_cut(http: httpx.Client) -> None:
 
 def test_models_list_is_unchanged(client: openai.OpenAI) -> None:
     assert [m.id for m in client.models.list()] == list(DEMO_MODELS)
+
+
+# --- the CLI hint (user report) ---------------------------------------------------------------
+
+
+def test_cli_hint_settings_work_for_the_official_client() -> None:
+    """The printed settings must work as they are: the openai client needs an API key and a
+    model the demo serves (it used to print only OPENAI_BASE_URL, so it failed)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_chatimg.demo", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        settings = dict(
+            item.split("=", 1) for item in line.split("export ", 1)[1].split() if "=" in item
+        )
+        assert settings["OPENAI_API_KEY"] and settings["CHATIMG_MODEL"] == "demo-vision"
+        code = (
+            "import os, openai\n"
+            "c = openai.OpenAI()\n"  # from the environment only, as a user would
+            "r = c.chat.completions.create(model=os.environ['CHATIMG_MODEL'], "
+            "messages=[{'role': 'user', 'content': 'hi'}])\n"
+            "i = c.images.generate(model='gpt-image-1', prompt='a red dot')\n"
+            "print('OK', bool(r.choices[0].message.content), bool(i.data[0].b64_json))\n"
+        )
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CHATIMG_"))}
+        done = subprocess.run(
+            [sys.executable, "-W", "error", "-c", code],
+            env={**clean, **settings},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.stdout.strip() == "OK True True", done.stderr
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)

@@ -3,6 +3,8 @@ validates against the schema, and what the demo can measure is measured."""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import random
 from collections.abc import Iterator
@@ -512,3 +514,30 @@ def test_bad_response_format_is_400(
     }
     r = http.post("/chat/completions", json=body)
     assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text
+
+
+# --- a palette PNG is described as the picture it is (user report) ---------------------------
+
+
+def palette_png(img: Image.Image) -> str:
+    buf = io.BytesIO()
+    img.quantize(64).save(buf, "PNG")  # what a client does to save bytes
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def test_palette_png_is_described_by_its_colours_not_its_encoding(http: httpx.Client) -> None:
+    uri = palette_png(picture())
+    body = {"model": "demo-vision", "messages": [user_message("describe", uri)]}
+    text = http.post("/chat/completions", json=body).json()["choices"][0]["message"]["content"]
+    assert "mode RGB" in text and "mode P" not in text
+    assert "red" in text and "white" in text
+    schema = {"type": "object", "properties": {"mode": {"type": "string"}}, "required": ["mode"]}
+    body["response_format"] = schema_format(schema)
+    reply = http.post("/chat/completions", json=body).json()["choices"][0]["message"]["content"]
+    assert json.loads(reply) == {"mode": "RGB"}
+    clear = Image.new("RGBA", (40, 40), (0, 0, 0, 0))
+    ImageDraw.Draw(clear).rectangle((10, 10, 29, 29), fill=(*PALETTE["blue"], 255))
+    body["messages"] = [user_message("describe", palette_png(clear))]
+    del body["response_format"]
+    text = http.post("/chat/completions", json=body).json()["choices"][0]["message"]["content"]
+    assert "mode RGBA" in text and "transparent" in text
