@@ -161,10 +161,10 @@ def encode(img: Image.Image, fmt: str, compression: int = 100) -> bytes:
 
 def partials(img: Image.Image, count: int) -> list[Image.Image]:
     """``count`` previews of ``img``, coarse to fine: pixelated with shrinking blocks."""
-    side = max(img.size)
+    coarsest = max(2.0, max(img.size) / 8)
     out = []
-    for i in range(count):
-        block = max(2, side // (8 * 4**i))
+    for i in range(count):  # blocks shrink geometrically: 1024 px, 3 previews: 128, 25, 5
+        block = max(2, round(coarsest ** ((count - i) / count)))
         w, h = math.ceil(img.width / block), math.ceil(img.height / block)
         small = img.resize((w, h), Image.Resampling.BOX)
         out.append(small.resize(img.size, Image.Resampling.NEAREST))
