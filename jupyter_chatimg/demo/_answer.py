@@ -3,7 +3,10 @@
 ``POST /v1/chat/completions`` and each line of a ``/v1/chat/completions`` batch go
 through ``answer_chat``, so a batch line's ``response.body`` is what a live
 non-streaming request with the same body gets (only ``id``/``created`` differ, as
-they are derived from the request bytes).
+they are derived from the request bytes). That holds for tool calls (``tools``,
+``tool_choice``, answers from ``tool`` messages) and structured output
+(``response_format`` ``json_schema``) too: ``build_reply`` makes them, and the call
+ids are derived from the parsed request, not its bytes.
 """
 
 from __future__ import annotations
@@ -51,8 +54,11 @@ def answer_chat(body: bytes, faults: Faults, port: int, publish: Publisher) -> C
     env = Envelope.for_request(body, faults.spec, req.model, req.include_usage)
     mode = faults.image_url or "ok"
     base = build_reply(req, faults, port, lambda png: publish(png, mode))
-    replies = []
-    for _ in range(req.n):
-        tokens, finish = finalize(base.tokens, req.stop, req.max_tokens)
-        replies.append(Reply(tokens=tokens, images=base.images, finish_reason=finish))
+    if base.tool_calls:  # every choice makes the same calls; stop/max_tokens cut no text
+        replies = [base] * req.n
+    else:  # text, structured output (json_schema) included
+        replies = []
+        for _ in range(req.n):
+            tokens, finish = finalize(base.tokens, req.stop, req.max_tokens)
+            replies.append(Reply(tokens=tokens, images=base.images, finish_reason=finish))
     return ChatAnswer(req, env, replies, usage(req.prompt_tokens(), replies))
