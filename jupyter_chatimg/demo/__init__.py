@@ -149,8 +149,8 @@ Shaped like OpenAI's (``/v1`` may be left out of every path, as for chat):
     the usual list / metadata / raw bytes / ``{"id", "object": "file", "deleted": true}``.
     ``GET /v1/files/NAME.png`` still serves the images of the ``image-url`` fault.
 ``POST /v1/batches``
-    JSON ``input_file_id``, ``endpoint`` (``/v1/chat/completions``), ``completion_window``
-    (``24h``), optional ``metadata`` (up to 16 string pairs); answers the ``batch`` object
+    JSON ``input_file_id``, ``endpoint`` (``/v1/chat/completions`` or
+    ``/v1/images/generations``), ``completion_window`` (``24h``), optional ``metadata`` (up to 16 string pairs); answers the ``batch`` object
     with status ``validating``. Refused at once: a missing or ill-typed field or an
     unsupported value (400), an unknown input file (404), a file whose purpose is not
     ``batch`` (400).
@@ -163,19 +163,25 @@ Each batch runs in a background thread: ``validating`` (every line is checked; a
 problem makes the batch ``failed`` with ``errors.data[]`` entries ``{code, message,
 param, line}``: ``invalid_json_line``, ``missing_required_parameter``, ``invalid_url``
 (the line's ``url`` is not the batch endpoint), ``invalid_request`` (a method other than
-POST, a non-object body, no ``model`` or ``messages``), ``streaming_unsupported``,
-``model_not_found``, ``mismatched_model`` (one model per file), ``duplicate_custom_id``,
+POST, a non-object body, no ``model``, no ``messages`` (chat) or ``prompt`` (images)),
+``streaming_unsupported``, ``model_not_found`` (chat: the demo models, with an optional
+``@`` fault suffix; images: the Images API models, no suffix), ``mismatched_model``
+(one model per file), ``duplicate_custom_id``,
 ``empty_file``, ``too_many_tasks`` (over 50,000)) -> ``in_progress`` (each line takes
 ``batch_delay`` seconds, then is answered in-process by the very code that answers
-``POST /v1/chat/completions`` without streaming, so ``response.body`` is the live
-reply but for ``id``/``created``; ``request_counts`` and ``usage`` grow as it goes) ->
+``POST /v1/chat/completions`` (or ``POST /v1/images/generations``) without streaming,
+so ``response.body`` is the live reply, tool calls and structured output included, but
+for a chat completion's ``id``/``created`` (an images reply is identical; its ``url``
+images are published on this server); ``request_counts`` and ``usage`` (input and
+output tokens; DALL-E replies add none) grow as it goes) ->
 ``finalizing`` (``batch_delay`` seconds) -> ``completed``. Output lines, in input order::
 
     {"id": "batch_req_...", "custom_id": "...", "response": {"status_code": 200,
-     "request_id": "req_...", "body": {...the chat.completion...}}, "error": null}
+     "request_id": "req_...", "body": {...the chat.completion or images reply...}},
+     "error": null}
 
-Lines that the chat route would answer with an error status (a body it rejects, or a
-``"model": "demo-vision@status=CODE"`` fault) go to the error file with that
+Lines that the live route would answer with an error status (a body it rejects, or a
+``"model": "demo-vision@status=CODE"`` fault on chat) go to the error file with that
 ``status_code`` and the ``{"error": {...}}`` body, and count as ``failed``. When a
 batch is cancelled or expires, the lines it did not run go to the error file with
 ``"response": null`` and ``"error": {"code": "batch_cancelled" | "batch_expired",

@@ -84,7 +84,8 @@ class ImageJob:
         return "image_edit" if self.kind == "edit" else "image_generation"
 
 
-def _known_model(model: str) -> bool:
+def known_model(model: str) -> bool:
+    """An Images API model: one of ``IMAGE_MODELS`` or another ``gpt-image-*``."""
     return model in IMAGE_MODELS or model.startswith("gpt-image-")
 
 
@@ -191,7 +192,7 @@ def _stream_options(job: ImageJob, f: dict[str, Any]) -> None:
 def _start(f: dict[str, Any], kind: str) -> ImageJob:
     model = f.get("model")
     model = "demo-image" if model is None else model
-    if not isinstance(model, str) or not _known_model(model):
+    if not isinstance(model, str) or not known_model(model):
         raise DemoHTTPError(
             404,
             f"The model '{model}' does not exist on this offline demo server. Image models: "

@@ -19,11 +19,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from ._answer import ChatAnswer, answer_chat
+from ._answer import ChatAnswer, answer_chat, answer_images
 from ._batches import BatchAPI
 from ._faults import FaultCounter, Faults, FaultSyntaxError, injected_error, parse_faults
-from ._images_reply import error_payload, render, response_body, stream_events
-from ._images_request import parse_edit, parse_generation
+from ._images_reply import error_payload, stream_events
 from ._models import DEMO_MODELS, Reply
 from ._protocol import (
     DONE,
@@ -466,19 +465,15 @@ class _Handler(BaseHTTPRequestHandler):
     # -- images -------------------------------------------------------------------------
 
     def _images(self, path: str, body: bytes, faults: Faults) -> None:
-        if path.endswith("/edits"):
-            job = parse_edit(body, self.headers.get("Content-Type", ""))
-        else:
-            job = parse_generation(body)
-        rendered = render(job)
-        headers = {"x-request-id": "req_" + job.digest[:24]}
-        if not job.stream:
-            mode = faults.image_url or "ok"
-            reply = response_body(job, rendered, lambda raw: self.server.publish(raw, mode))
-            self._send_whole(dumps(reply), faults, headers)
+        edit = path.endswith("/edits")
+        ans = answer_images(body, self.headers.get("Content-Type"), edit=edit)
+        if not ans.job.stream:
+            # the body comes from ImagesAnswer.body(), which batch lines use too
+            reply = ans.body(self.server.publish, faults.image_url or "ok")
+            self._send_whole(dumps(reply), faults, ans.headers)
             return
         with contextlib.suppress(_StreamEnd):
-            self._send_events(stream_events(job, rendered), faults, headers)
+            self._send_events(stream_events(ans.job, ans.rendered), faults, ans.headers)
 
     def _send_events(self, events: list[bytes], f: Faults, headers: dict[str, str]) -> None:
         """A server-sent event stream of ``events`` (no ``[DONE]``, as the Images API),
