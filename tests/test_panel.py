@@ -493,3 +493,43 @@ def test_an_unknown_model_on_the_demo_is_not_called_a_demo_model() -> None:
     assert demo_note("nosuchmodel").startswith(
         "offline demo endpoint: it has demo-vision and demo-image only, not 'nosuchmodel'"
     )
+
+
+def test_returned_images_go_back_only_as_visible_attachments(clean_env: pytest.MonkeyPatch) -> None:
+    # Issue 16 (5): after an image-generation turn, "describe this picture" with a new
+    # image attached also sent (and described) the earlier generated picture.
+    def images_sent(panel: ChatPanel) -> int:
+        assert panel.result is not None and panel.result.request is not None
+        content = panel.result.request["messages"][-1]["content"]
+        return sum(1 for p in content if isinstance(p, dict) and p.get("type") == "image_url")
+
+    panel = ChatPanel(model="demo-image", stream=False)
+    try:
+        panel.prompt.value = "a red circle on a blue background"
+        panel.send()
+        assert panel.wait(WAIT) and panel.result is not None and panel.result.images
+        offered = panel.attachments
+        assert [(a.label, a.from_reply) for a in offered] == [("from the last reply", True)]
+        assert len(panel.tray.thumbs.children) == 1  # shown in the tray, with a remove button
+
+        panel.add_image(red_square(), label="mine")  # a new image replaces the offered one
+        assert [a.label for a in panel.attachments] == ["mine"]
+        panel.model.value = "demo-vision"
+        panel.prompt.value = "describe this picture"
+        panel.send()
+        assert panel.wait(WAIT)
+        assert images_sent(panel) == 1
+        assert "Image 2" not in panel.result.text  # one picture described, nothing compared
+
+        panel.model.value = "demo-image"
+        panel.prompt.value = "a green square"
+        panel.send()
+        assert panel.wait(WAIT) and len(panel.attachments) == 1
+        panel.remove_image(0)  # removed from the tray: not sent
+        panel.prompt.value = "make it grayscale"
+        panel.send()
+        assert panel.wait(WAIT)
+        content = panel.result.request["messages"][-1]["content"]  # type: ignore[index]
+        assert isinstance(content, str)  # text only: no image went along unseen
+    finally:
+        panel.close()
