@@ -227,7 +227,8 @@ class ImageTray:
         for i, image in enumerate(images):
             label = "from the last reply" + (f" [{i + 1}]" if len(images) > 1 else "")
             offered.append(Attachment(image, label, make_thumbnail(image, label), from_reply=True))
-        self.attachments = kept + offered if not kept else kept
+        # Images the user attached meanwhile win: the offer is then dropped.
+        self.attachments = kept or offered
         self._redraw()
 
     def remove(self, index: int) -> None:
