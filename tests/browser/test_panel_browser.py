@@ -1,7 +1,9 @@
-"""The chat panel in a real JupyterLab and chromium: type, attach, send, watch it stream, stop.
+"""The chat panel in a real JupyterLab and Notebook 7 in chromium: type, attach, send,
+watch it stream, stop.
 
 Runs ``notebooks/03_panel.ipynb`` (outputs cleared) against the offline demo
-model, then uses the panel only through the page, as a person would.
+model, then uses the panel only through the page, as a person would. Screenshot:
+``panel_browser_final_lab`` / ``_notebook`` in ``test-artifacts/``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Any
 
 import nbformat
 import pytest
-from harness import ROOT, JupyterLab, LabPage
+from harness import ROOT, JupyterServer, NotebookPage
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
@@ -20,7 +22,7 @@ SETUP_CELL = 1  # makes `sunset`
 PANEL_CELL = 3  # panel = ci.ChatPanel(); panel
 
 
-def copy_without_outputs(lab: JupyterLab, source: Path) -> str:
+def copy_without_outputs(lab: JupyterServer, source: Path) -> str:
     nb = nbformat.read(source, as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "code":
@@ -32,17 +34,17 @@ def copy_without_outputs(lab: JupyterLab, source: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def panel_page(jupyter_lab: JupyterLab, lab_page: LabPage) -> LabPage:
-    lab_page.open_notebook(copy_without_outputs(jupyter_lab, NOTEBOOK))
-    assert "ChatPanel()" in lab_page.cell(PANEL_CELL).inner_text()
+def panel_page(jupyter_server: JupyterServer, notebook_page: NotebookPage) -> NotebookPage:
+    notebook_page.open_notebook(copy_without_outputs(jupyter_server, NOTEBOOK))
+    assert "ChatPanel()" in notebook_page.cell(PANEL_CELL).inner_text()
     for index in (SETUP_CELL, PANEL_CELL):
-        lab_page.run_cell(index)
-        lab_page.wait_until_executed(index)
-    lab_page.cell(PANEL_CELL).locator(".chatimg-panel .chatimg-send").wait_for(state="visible")
-    return lab_page
+        notebook_page.run_cell(index)
+        notebook_page.wait_until_executed(index)
+    notebook_page.cell(PANEL_CELL).locator(".chatimg-panel .chatimg-send").wait_for(state="visible")
+    return notebook_page
 
 
-def attach_sunset(page: LabPage) -> None:
+def attach_sunset(page: NotebookPage) -> None:
     panel = page.cell(PANEL_CELL).locator(".chatimg-panel")
     before = panel.locator(".chatimg-thumb").count()
     panel.locator(".chatimg-picker select").select_option(label="sunset (PIL 320x200 RGB)")
@@ -50,27 +52,28 @@ def attach_sunset(page: LabPage) -> None:
     panel.locator(".chatimg-thumb").nth(before).locator("img").wait_for(state="visible")
 
 
-def set_model(page: LabPage, model: str) -> None:
+def set_model(page: NotebookPage, model: str) -> None:
     box = page.cell(PANEL_CELL).locator(".chatimg-model input")
     box.fill(model)
     box.press("Tab")
 
 
-def reply(page: LabPage, index: int) -> Any:
+def reply(page: NotebookPage, index: int) -> Any:
     """Reply ``index`` in the order sent (the transcript lists the newest first)."""
     replies = page.cell(PANEL_CELL).locator(".chatimg-reply")
     return replies.nth(replies.count() - 1 - index)
 
 
-def reply_text(page: LabPage, index: int) -> str:
+def reply_text(page: NotebookPage, index: int) -> str:
     return str(reply(page, index).inner_text())
 
 
-def record_frames(page: LabPage, key: str) -> None:
+def record_frames(page: NotebookPage, key: str) -> None:
     """Record the last reply's text at every animation frame (what a reader can see)."""
     page.page.evaluate(
-        """([index, key]) => {
-            const nb = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden)');
+        """([path, index, key]) => {
+            const nb = [...document.querySelectorAll('.jp-NotebookPanel')]
+                .find((node) => node.getAttribute('data-chatimg-path') === path);
             const cell = nb.querySelectorAll('.jp-Notebook .jp-Cell')[index];
             window.__chatimgFrames = window.__chatimgFrames || {};
             const seen = window.__chatimgFrames[key] = [];
@@ -83,21 +86,21 @@ def record_frames(page: LabPage, key: str) -> None:
             };
             requestAnimationFrame(tick);
         }""",
-        [PANEL_CELL, key],
+        [page.notebook, PANEL_CELL, key],
     )
 
 
-def recorded_frames(page: LabPage, key: str) -> list[str]:
+def recorded_frames(page: NotebookPage, key: str) -> list[str]:
     return list(page.page.evaluate("(key) => window.__chatimgFrames[key]", key))
 
 
-def wait_idle_panel(page: LabPage) -> None:
+def wait_idle_panel(page: NotebookPage) -> None:
     """Send is enabled again: the reply is over."""
     send = page.cell(PANEL_CELL).locator(".chatimg-send")
     page.page.wait_for_function("(el) => !el.disabled", arg=send.element_handle(), timeout=60_000)
 
 
-def test_panel_streams_shows_images_and_stops(panel_page: LabPage) -> None:
+def test_panel_streams_shows_images_and_stops(panel_page: NotebookPage) -> None:
     page = panel_page
     panel = page.cell(PANEL_CELL).locator(".chatimg-panel")
     prompt_count = page.cell(PANEL_CELL).locator(".jp-InputArea-prompt").inner_text()
