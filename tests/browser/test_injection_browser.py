@@ -4,10 +4,11 @@ A ``%%chatimg`` cell streams a reply full of injection payloads (each would set
 ``window.__pwned`` / ``document.title``, or make the browser request a URL on a
 loopback listener). After it has rendered, while streaming, and again after the
 notebook is saved and reopened, no script has run and the listener has
-received nothing from the browser. Two positive controls show that the checks
-can fail: an HTML output made by code does load the listener and run its
-handler, and ``ChatImg.trust_html = True`` lets the payloads run. The whole
-module runs in each front end, the controls included.
+received nothing from the browser; every output state shown while it streams is
+scanned too. Two positive controls show that the checks can fail: an HTML output
+made by code does load the listener and run its handler, and
+``ChatImg.trust_html = True`` lets the payloads run (and the scan while streaming
+sees them). The whole module runs in each front end, the controls included.
 
 The kernel is told not to fetch any returned image (``image_hosts``), so every
 request the listener sees comes from the browser.
@@ -137,6 +138,35 @@ _DANGEROUS = """(nodes) => {
 }"""
 
 
+def watch_while_streaming(page: NotebookPage, index: int) -> None:
+    """At every DOM change of cell ``index``, scan its outputs and note any script run."""
+    page.page.evaluate(
+        """([path, index, scan]) => {
+            const cell = [...document.querySelectorAll('.jp-NotebookPanel')]
+                .find((n) => n.getAttribute('data-chatimg-path') === path)
+                .querySelectorAll('.jp-Notebook .jp-Cell')[index];
+            const check = eval(scan);
+            const found = window.__chatimgStreamingBad = [];
+            window.__chatimgStreamingChecks = 0;
+            new MutationObserver(() => {
+                window.__chatimgStreamingChecks += 1;
+                for (const bad of check(cell.querySelectorAll('.jp-OutputArea-output')))
+                    if (!found.includes(bad)) found.push(bad);
+                if (window.__pwned && !found.includes('pwned')) found.push('pwned');
+            }).observe(cell, {subtree: true, childList: true, characterData: true});
+        }""",
+        [page.notebook, index, _DANGEROUS],
+    )
+
+
+def seen_while_streaming(page: NotebookPage) -> tuple[int, list[str]]:
+    """How many DOM changes were checked, and what the checks found."""
+    checks, bad = page.page.evaluate(
+        "() => [window.__chatimgStreamingChecks, window.__chatimgStreamingBad]"
+    )
+    return int(checks), list(bad)
+
+
 def assert_rendered_inert(page: NotebookPage, index: int) -> None:
     outputs = page.cell(index).locator(".jp-OutputArea-output")
     assert outputs.evaluate_all(_DANGEROUS) == []
@@ -148,14 +178,18 @@ def test_payloads_neither_run_nor_load_anything(page: NotebookPage, listener: Re
     page.run_cell(0)
     page.wait_until_executed(0)
     page.record_outputs(1, "injection")
+    watch_while_streaming(page, 1)
     page.run_cell(1)
     page.wait_for_output(1, END)
     page.wait_until_executed(1)
     seen = page.recorded_outputs("injection")
     assert len(seen) >= 3, seen  # it streamed: several states were on screen
+    checks, bad = seen_while_streaming(page)
+    assert checks >= len(seen) and bad == []  # inert in every state shown while streaming
     assert_rendered_inert(page, 1)
     assert state(page)["pwned"] is None
     assert "pwned" not in state(page)["title"]
+    assert browser_requests(listener) == []
     page.screenshot("injection_rendered")
 
 
@@ -172,6 +206,7 @@ def test_saved_and_reopened_it_is_still_inert(
     page.wait_for_output(1, END)
     assert_rendered_inert(page, 1)
     assert state(page)["pwned"] is None and "pwned" not in state(page)["title"]
+    assert browser_requests(listener) == []
 
 
 def test_positive_control_html_from_code_loads_and_runs(
@@ -188,10 +223,13 @@ def test_positive_control_html_from_code_loads_and_runs(
 
 
 def test_trust_html_lets_the_payloads_run(page: NotebookPage, listener: ReplayServer) -> None:
+    watch_while_streaming(page, 3)
     page.run_cell(3)
     page.wait_for_output(3, END)
     page.wait_until_executed(3)
     page._wait("a trusted payload to run", "() => !!window.__pwned")
+    _, bad = seen_while_streaming(page)
+    assert "script" in bad and "pwned" in bad, bad  # the scan while streaming can fail
     requests = browser_requests(listener)
     assert "/raw-img?q=1" in requests
     # Markdown images are never loaded by the browser, trusted or not: the kernel fetches
