@@ -59,7 +59,12 @@ def thumbnail(image: Image.Image, side: int = THUMB_SIDE) -> Image.Image:
     return small
 
 
-_ENTRY_BORDERS = {"chatimg-user": "3px solid #4a90d9", "chatimg-reply": "3px solid #bbbbbb"}
+# Colours come from the front end's theme (JupyterLab and Notebook 7 set these
+# variables, light or dark); the fallbacks serve front ends without them.
+_ENTRY_BORDERS = {
+    "chatimg-user": "3px solid var(--jp-brand-color1, #4a90d9)",
+    "chatimg-reply": "3px solid var(--jp-border-color1, #bbbbbb)",
+}
 
 
 def new_entry(css_class: str) -> widgets.Output:

@@ -1,19 +1,21 @@
 """The chat panel in a real JupyterLab and Notebook 7 in chromium: type, attach, send,
-watch it stream, stop.
+watch it stream, stop; the dark theme.
 
 Runs ``notebooks/03_panel.ipynb`` (outputs cleared) against the offline demo
-model, then uses the panel only through the page, as a person would. Screenshot:
-``panel_browser_final_lab`` / ``_notebook`` in ``test-artifacts/``.
+model, then uses the panel only through the page, as a person would. Screenshots:
+``panel_browser_final`` and ``panel_dark`` (each ``_lab`` / ``_notebook``) in
+``test-artifacts/``.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
-from harness import ROOT, JupyterServer, NotebookPage
+from harness import DARK_THEME, LIGHT_THEME, ROOT, JupyterServer, NotebookPage
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
@@ -164,3 +166,62 @@ def test_panel_streams_shows_images_and_stops(panel_page: NotebookPage) -> None:
     shot = page.screenshot("panel_browser_final")
     print(f"panel screenshot: {shot}")
     assert shot.exists()
+
+
+# Colours the panel sets, as computed, and the theme's own colours they must follow.
+PANEL_COLOURS = """(panel) => {
+    const probe = document.createElement('div');
+    panel.appendChild(probe);
+    const resolve = (name) => {
+        probe.style.color = `var(${name})`;
+        return getComputedStyle(probe).color;
+    };
+    const theme = {
+        border2: resolve('--jp-border-color2'),
+        border1: resolve('--jp-border-color1'),
+        brand1: resolve('--jp-brand-color1'),
+    };
+    probe.remove();
+    const style = (selector) => getComputedStyle(panel.querySelector(selector));
+    return {
+        theme,
+        transcript: style('.chatimg-transcript').borderTopColor,
+        user: style('.chatimg-user').borderLeftColor,
+        reply: style('.chatimg-reply').borderLeftColor,
+    };
+}"""
+
+
+def luminance(css_colour: str) -> float:
+    """Relative luminance (0 black .. 1 white) of an ``rgb()``/``rgba()`` colour."""
+    r, g, b = (int(v) / 255 for v in re.findall(r"[\d.]+", css_colour)[:3])
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def test_panel_colours_follow_the_theme(panel_page: NotebookPage) -> None:
+    """Issue 16, item 7: the panel's borders take the theme's colours, light and dark."""
+    panel = panel_page.cell(PANEL_CELL).locator(".chatimg-panel")
+    if panel.locator(".chatimg-reply").count() == 0:  # run alone: one exchange to colour
+        set_model(panel_page, "demo-vision")
+        panel.locator(".chatimg-prompt textarea").fill("hello")
+        panel.locator(".chatimg-send").click()
+        panel.locator(".chatimg-reply").first.wait_for(state="visible")
+        wait_idle_panel(panel_page)
+    light = panel.evaluate(PANEL_COLOURS)
+    # Light: the transcript border is the theme's light grey (the check can tell light
+    # from dark: this is the control for the dark assertions below).
+    assert luminance(light["transcript"]) > 0.6, light
+    panel_page.set_theme(DARK_THEME)
+    try:
+        dark = panel.evaluate(PANEL_COLOURS)
+        panel.scroll_into_view_if_needed()
+        panel_page.screenshot("panel_dark")
+    finally:
+        panel_page.set_theme(LIGHT_THEME)
+    theme = dark["theme"]
+    assert dark["transcript"] == theme["border2"], dark
+    assert dark["reply"] == theme["border1"], dark
+    assert dark["user"] == theme["brand1"], dark
+    assert dark["transcript"] != "rgb(221, 221, 221)"  # not the fixed #ddd any more
+    assert luminance(dark["transcript"]) < 0.35, dark
+    assert dark["transcript"] != light["transcript"], (light, dark)
