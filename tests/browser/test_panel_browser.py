@@ -1,10 +1,10 @@
 """The chat panel in a real JupyterLab and Notebook 7 in chromium: type, attach, send,
-watch it stream, stop; the dark theme.
+watch it stream, stop; Run All; the dark theme.
 
 Runs ``notebooks/03_panel.ipynb`` (outputs cleared) against the offline demo
 model, then uses the panel only through the page, as a person would. Screenshots:
-``panel_browser_final`` and ``panel_dark`` (each ``_lab`` / ``_notebook``) in
-``test-artifacts/``.
+``panel_browser_final``, ``panel_after_run_all`` and ``panel_dark`` (each
+``_lab`` / ``_notebook``) in ``test-artifacts/``.
 """
 
 from __future__ import annotations
@@ -166,6 +166,69 @@ def test_panel_streams_shows_images_and_stops(panel_page: NotebookPage) -> None:
     shot = page.screenshot("panel_browser_final")
     print(f"panel screenshot: {shot}")
     assert shot.exists()
+
+
+LAST_CELL = 10  # panel.export()
+TRANSCRIPT_IMAGE_HEIGHT = 240  # the bound the panel puts on returned images (issue 16, item 6)
+
+# Where the text node holding ``phrase`` (the newest one) and the transcript are on screen.
+TEXT_AND_BOX = """(transcript, phrase) => {
+    const walker = document.createTreeWalker(transcript, NodeFilter.SHOW_TEXT);
+    let node;
+    let found = null;
+    while ((node = walker.nextNode())) {
+        if (node.textContent.includes(phrase) && !found) found = node;  // newest first
+    }
+    if (!found) return null;
+    const range = document.createRange();
+    range.selectNodeContents(found);
+    const text = range.getBoundingClientRect();
+    const box = transcript.getBoundingClientRect();
+    return {text: [text.top, text.bottom], box: [box.top, box.bottom]};
+}"""
+
+
+def assert_in_view(transcript: Any, phrase: str) -> None:
+    where = transcript.evaluate(TEXT_AND_BOX, phrase)
+    assert where is not None, f"{phrase!r} is not in the transcript"
+    (top, bottom), (box_top, box_bottom) = where["text"], where["box"]
+    assert box_top - 1 <= top and bottom <= box_bottom + 1, (phrase, where)
+
+
+def test_run_all_keeps_the_reply_text_in_view(panel_page: NotebookPage) -> None:
+    """Issue 16, item 6: after Run All of 03_panel the last reply's text is on screen."""
+    page = panel_page
+    page.run_all()
+    page.wait_until_executed(LAST_CELL, timeout=120)
+    panel = page.cell(PANEL_CELL).locator(".chatimg-panel")
+    transcript = panel.locator(".chatimg-transcript")
+    assert panel.locator(".chatimg-reply").count() == 2
+    image = reply(page, 1).locator("img")
+    image.wait_for(state="visible")
+    assert image.evaluate("(img) => [img.naturalWidth, img.naturalHeight]") == [512, 512]
+    height = image.evaluate("(img) => img.getBoundingClientRect().height")
+    assert 100 < height <= TRANSCRIPT_IMAGE_HEIGHT + 1  # bounded, the whole image inside
+    # The newest reply's text is in the transcript's viewport, its first words and its
+    # sentence about the image, with the image below them (the view is pinned to the end).
+    transcript.scroll_into_view_if_needed()
+    assert_in_view(transcript, "Generating with")
+    assert_in_view(transcript, "I drew a 512×512 image")
+    panel.scroll_into_view_if_needed()
+    page.screenshot("panel_after_run_all")
+
+    # A click shows the image at full size, another click bounds it again.
+    image.click()
+    page.page.wait_for_function(
+        "(img) => img.getBoundingClientRect().height > 500", arg=image.element_handle()
+    )
+    image.click()
+    page.page.wait_for_function(
+        f"(img) => img.getBoundingClientRect().height <= {TRANSCRIPT_IMAGE_HEIGHT + 1}",
+        arg=image.element_handle(),
+    )
+    # The full image stays available from Python: cell 8 shows panel.images[0].
+    shown = page.cell(8).locator(".jp-OutputArea-output img").first
+    assert shown.evaluate("(img) => [img.naturalWidth, img.naturalHeight]") == [512, 512]
 
 
 # Colours the panel sets, as computed, and the theme's own colours they must follow.
