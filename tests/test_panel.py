@@ -143,6 +143,10 @@ def test_returned_images_are_image_outputs(panel: ChatPanel) -> None:
     assert shown[0].size == returned.size
     r, g, b = shown[0].convert("RGB").getpixel((shown[0].width // 2, shown[0].height // 2))
     assert r > 150 and g < 100 and b < 100  # the circle is red, in the middle
+    # The whole image is in the output, shown at most TRANSCRIPT_IMAGE_HEIGHT high (issue 16.6).
+    (image_out,) = [o for o in reply.outputs if "image/png" in o["data"]]
+    assert returned.size == (512, 512)
+    assert image_out["metadata"]["image/png"] == {"width": 240, "height": 240}
     # the streamed markdown names the image but never carries its data
     text = markdown_of(reply.outputs[0])
     assert "[image 1]" in text and "base64" not in text

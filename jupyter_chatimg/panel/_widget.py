@@ -181,7 +181,8 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
                 width="100%",
                 max_height="520px",
                 overflow="auto",
-                border="1px solid #ddd",
+                # The front end's theme colour (JupyterLab, Notebook 7); the fallback elsewhere.
+                border="1px solid var(--jp-border-color2, #ddd)",
                 padding="4px",
             )
         )
