@@ -471,7 +471,8 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
             result = self._session.send(prepared, sink, cancel=cancel)
         except ChatImgError as exc:
             result = exc.partial or ChatResult.failed(exc)
-            error = str(exc)
+            # A reply the user stopped says so itself ("⚠ stopped; ..."): not twice.
+            error = "" if getattr(exc, "reason", None) == "stopped" else str(exc)
         except BaseException as exc:  # never a traceback in some other cell
             result = prepared.failed(exc)
             error = one_line(f"unexpected error: {type(exc).__name__}: {exc}")

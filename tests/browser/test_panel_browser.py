@@ -151,7 +151,8 @@ def test_panel_streams_shows_images_and_stops(panel_page: NotebookPage) -> None:
     partial = reply_text(page, 1)
     assert "measured in the pixels" in partial and "stopped" in partial
     status = panel.locator(".chatimg-status").inner_text()
-    assert status.startswith("⚠ stopped") and "\n" not in status.strip()
+    assert status.strip() == ""  # issue 16 (7): "⚠ stopped" is in the reply, not twice
+    assert partial.count("stopped") == 1
     assert textarea.input_value() == ""  # sent, and no newline left behind by Ctrl+Enter
     # Ctrl+Enter went to the panel, not to JupyterLab (which would have re-run the cell).
     assert page.cell(PANEL_CELL).locator(".jp-InputArea-prompt").inner_text() == prompt_count
