@@ -10,8 +10,11 @@ Then one line per finished item, appended as it finishes::
     {"i": 7, "d": "<digest of the item>", "r": {<the result, as the reply cache stores it>}}
     {"i": 8, "d": "...", "error": "one line", "kind": "RateLimitError", "status": 429}
 
-Images that replies returned are PNG files in the folder ``PATH.d/``
-(``<item>-<choice>-<n>.png``), referenced by name, so that lines stay small.
+Images that replies returned are files in the folder ``PATH.d/``: decoded
+images as ``<item>-<n>.png``, and every ``data:`` URI in a result (a markdown
+image in the text, an image URL) as its bytes under the name of their digest,
+written ``chatimg-journal:<mime>;<name>`` in the line; so lines stay small and
+read back exactly.
 A failed item is finished too, but a re-run sends it again (the last line of
 an item wins). In Batch API mode there are also records of the remote
 batches, written (and fsync'd) before anything waits for them::
@@ -33,10 +36,12 @@ bytes, PIL images and arrays, their content; for a URL, the URL.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -56,6 +61,10 @@ from ._result import ChatResult
 __all__ = ["FORMAT", "JobKey", "Journal", "item_digest", "new_path"]
 
 FORMAT = 1
+_DATA_URI = re.compile(r"data:(image/[A-Za-z0-9.+-]+);base64,([A-Za-z0-9+/]+={0,2})")
+_REF = "chatimg-journal:"
+_REF_PATTERN = re.compile(re.escape(_REF) + r"(image/[A-Za-z0-9.+-]+);([0-9a-f]+\.[a-z]+)")
+_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
 SYNC_SECONDS = 1.0
 """At most this long between a finished item and its line reaching the disk."""
 SYNC_LINES = 1000
@@ -351,7 +360,11 @@ class Journal:
             return decode_image_bytes(data, label=f"journal image {name}")
 
         try:
-            result = entry_result(line["r"], image, cached=False)
+            entry = line["r"]
+            text = json.dumps(entry, ensure_ascii=False)
+            if _REF in text:
+                entry = json.loads(_REF_PATTERN.sub(self._file_to_uri, text))
+            result = entry_result(entry, image, cached=False)
         except (OSError, KeyError, TypeError, ValueError, ChatImgError) as exc:
             return ChatResult.failed(
                 ChatImgError(
@@ -368,10 +381,11 @@ class Journal:
 
     # -- writing -------------------------------------------------------------------
 
-    def _write(self, obj: Mapping[str, Any], *, sync: bool = False) -> None:
-        data = (
-            json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str).encode() + b"\n"
-        )
+    def _write(self, obj: Mapping[str, Any], *, sync: bool = False, uris: bool = False) -> None:
+        text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str)
+        if uris and "data:" in text:
+            text = _DATA_URI.sub(self._uri_to_file, text)
+        data = text.encode() + b"\n"
         fd = self._fd
         if fd is None:
             raise ConfigError(f"journal {self.path} is closed")
@@ -416,7 +430,27 @@ class Journal:
 
         entry = result_entry(result, image)
         entry.pop("stored", None)
-        self._write({"i": index, "d": digest, "r": entry})
+        self._write({"i": index, "d": digest, "r": entry}, uris=True)
+
+    def _uri_to_file(self, match: re.Match[str]) -> str:
+        """A ``data:`` URI in a result (markdown image, image URL) -> a file beside the journal."""
+        mime, payload = match.group(1), match.group(2)
+        try:
+            data = base64.b64decode(payload, validate=True)
+        except ValueError:
+            return match.group(0)
+        ext = _EXTENSIONS.get(mime, "bin")
+        name = f"{hashlib.sha256(data).hexdigest()[:24]}.{ext}"
+        self.images_dir.mkdir(exist_ok=True)
+        target = self.images_dir / name
+        if not target.exists():
+            target.write_bytes(data)
+        return f"{_REF}{mime};{name}"
+
+    def _file_to_uri(self, match: re.Match[str]) -> str:
+        mime, name = match.group(1), match.group(2)
+        data = (self.images_dir / Path(name).name).read_bytes()
+        return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
     def record_upload(
         self, part: int, input_file_id: str, runs: list[list[int]], digest: str
