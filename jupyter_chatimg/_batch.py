@@ -229,6 +229,7 @@ class _Batch:
         self.session = session
         self.journal = journal
         self.want_thumbs = thumbs
+        self.settings = settings_for(template.settings_overrides())  # once, not per item
         self.gate = RateGate(concurrency)
         total = source.total
         self.workers = max(1, min(concurrency, total if total is not None else concurrency))
@@ -319,7 +320,7 @@ class _Batch:
                 self._finish(index, digest, result)
 
     def _prepare(self, index: int, parts: tuple[Any, ...]) -> Prepared:
-        prepared = self.session.prepare(self.template.evolve(parts=parts))
+        prepared = self.session.prepare(self.template.evolve(parts=parts), self.settings)
         if self.want_thumbs and index < TABLE_ROWS:
             self.thumbs[index] = input_thumb(prepared.body)
         return prepared
@@ -527,7 +528,7 @@ def _run_batch_mode(
                     digests[index] = digest
                     continue
                 try:
-                    prepared = session.prepare(template.evolve(parts=parts))
+                    prepared = session.prepare(template.evolve(parts=parts), settings)
                 except ChatImgError as exc:
                     finished(index, exc.partial or ChatResult.failed(exc), digest)
                     continue
