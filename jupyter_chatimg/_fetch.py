@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from ._config import Settings
-from ._errors import ChatImgError, ImageInputError
+from ._errors import ChatImgError, ImageInputError, size_text
 from ._http import (
     USER_AGENT,
     DownloadError,
@@ -135,19 +135,11 @@ def _accept(host: str, max_bytes: int) -> Callable[[int, Mapping[str, str]], boo
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > max_bytes:
             raise ImageInputError(
-                f"not fetched: {_size(int(declared))} is above the {_size(max_bytes)} limit"
+                f"not fetched: {size_text(int(declared))} is above the {size_text(max_bytes)} limit"
             )
         return True
 
     return accept
-
-
-def _size(n: int) -> str:
-    if n < 1000:
-        return f"{n} bytes"
-    if n < 1_000_000:
-        return f"{n / 1000:.3g} KB"
-    return f"{n / 1_000_000:.3g} MB"
 
 
 def fetch_image(

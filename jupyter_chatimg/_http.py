@@ -11,18 +11,19 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import re
 import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import httpx
 from httpx_sse import EventSource
 
-from ._config import Settings
+from ._config import Settings, host_of, origin_of
 from ._dialects import Delta, Dialect, ReplyParser
 from ._dialects.chat import DIALECT as CHAT
 from ._dialects.errors import error_from_response, retry_after_seconds
@@ -35,6 +36,7 @@ from ._errors import (
     NotFoundError,
     StreamError,
     one_line,
+    size_text,
 )
 from ._result import ChatResult
 
@@ -45,6 +47,7 @@ __all__ = [
     "DownloadTimeout",
     "DownloadTooLarge",
     "DownloadUnreachable",
+    "KeyMask",
     "download",
     "pooled_transport",
     "retry_delay",
@@ -59,6 +62,8 @@ BACKOFF_BASE = 0.5
 BACKOFF_MAX = 8.0
 MAX_REDIRECTS = 5
 DEADLINE_GRACE = 0.25
+HEADER_POLL = 0.05
+"""How often a request waiting for its response headers looks at its Stop button."""
 """Seconds a deadline waits past the socket timeout of the same length (see ``download``)."""
 ERROR_BODY_BYTES = 100_000
 """How much of an error answer is read (its message is near the start)."""
@@ -224,11 +229,13 @@ class Client:
         cancel: Cancel | None = None,
         dialect: Dialect = CHAT,
     ) -> ChatResult:
-        """Send one chat completion request and read the whole reply.
+        """Send one request in ``dialect`` and read the whole reply.
 
-        Streams when ``body["stream"]``; every content delta goes to
-        ``on_delta`` as it arrives. A reply cut short raises ``StreamError``
-        carrying the partial result (``.error`` set).
+        Streams when the server answers with an event stream; every delta goes
+        to ``on_delta`` as it arrives. A reply cut short raises ``StreamError``
+        carrying the partial result (``.error`` set). A kernel interrupt closes
+        the connection and goes on as ``KeyboardInterrupt`` whose
+        ``chatimg_error`` is that ``StreamError``, partial reply and all.
         """
         cancel = cancel or Cancel()
         started = time.perf_counter()
@@ -239,43 +246,55 @@ class Client:
                 response = self._request(
                     http, "POST", self._url(dialect.path), body, on_retry, cancel
                 )
-                cancel._attach(response)
-                try:
-                    content_type = response.headers.get("content-type", "")
-                    if "text/event-stream" in content_type:
-                        self._read_stream(response, parser, on_delta, cancel, started, first)
-                        result = parser.result()
-                        if not parser.finished:
-                            raise StreamError(
-                                "the connection closed before the reply finished (no [DONE]); "
-                                "the partial reply is kept - run the cell again for a whole one",
-                                partial=result,
-                            )
-                    else:
-                        result = dialect.parse_whole(self._read_whole(response, first))
-                finally:
-                    cancel._attach(None)
-                    response.close()
+                result = self._read(response, dialect, parser, on_delta, cancel, first)
         except StreamError as exc:
             self._scrub(exc)
-            partial = exc.partial or parser.result()
-            self._finish(partial, body, started, first, exc)
-            exc.partial = partial
+            exc.partial = exc.partial or parser.result()
+            self._finish(exc.partial, body, started, first, exc)
             raise
-        except KeyboardInterrupt:
-            partial = parser.result()
+        except KeyboardInterrupt as interrupt:
             err = StreamError(
                 "interrupted by the user; the connection was closed and the partial reply kept",
-                partial=partial,
+                partial=parser.result(),
             )
             err.reason = "interrupted"  # type: ignore[attr-defined]
-            self._finish(partial, body, started, first, err)
-            raise err from None
+            self._finish(err.partial, body, started, first, err)  # type: ignore[arg-type]
+            interrupt.chatimg_error = err  # type: ignore[attr-defined]
+            raise
         except APIError as exc:
             self._scrub(exc)
             raise
         self._finish(result, body, started, first, None)
         return result
+
+    def _read(
+        self,
+        response: httpx.Response,
+        dialect: Dialect,
+        parser: ReplyParser,
+        on_delta: Callable[[Delta, ReplyParser], None] | None,
+        cancel: Cancel,
+        first: list[float],
+    ) -> ChatResult:
+        """The reply of a 2xx response: an event stream, or one whole JSON document."""
+        cancel._attach(response)
+        try:
+            # A media type is case-insensitive: TEXT/EVENT-STREAM is an event stream too.
+            content_type = response.headers.get("content-type", "").lower()
+            if "text/event-stream" not in content_type:
+                return dialect.parse_whole(self._read_whole(response, first))
+            self._read_stream(response, parser, on_delta, cancel, first)
+            result = parser.result()
+            if not parser.finished:
+                raise StreamError(
+                    "the connection closed before the reply finished (no [DONE]); "
+                    "the partial reply is kept - run the cell again for a whole one",
+                    partial=result,
+                )
+            return result
+        finally:
+            cancel._attach(None)
+            response.close()
 
     def _finish(
         self,
@@ -298,48 +317,60 @@ class Client:
         parser: ReplyParser,
         on_delta: Callable[[Delta, ReplyParser], None] | None,
         cancel: Cancel,
-        started: float,
         first: list[float],
     ) -> None:
-        limit = self.settings.max_reply_bytes
-        # httpx-sse reads the text through ``iter_text``; the proxy counts it as it
-        # comes, so the size bound holds even for one endless line with no event end.
-        events = EventSource(cast(httpx.Response, _Counted(response, limit)))
+        s = self.settings
+        guard = _Guarded(response, s, self._key())
+        # httpx-sse reads the text through the guard, which counts it (the size bound
+        # holds even for one endless line), masks the key and cuts a stream that
+        # sends nothing but comments or keep-alives for ``timeout`` seconds.
+        events = EventSource(cast(httpx.Response, guard))
         try:
             for sse in events.iter_sse():
                 if cancel.is_set:
                     raise self._cancelled(parser, cancel)
-                for delta in parser.feed(sse.data, sse.event or "message"):
+                deltas = parser.feed(sse.data, sse.event or "message")
+                if deltas or len(sse.data) > 2:
+                    guard.last_data = time.monotonic()
+                for delta in deltas:
                     if not first and (delta.text or delta.images or delta.refusal):
                         first.append(time.perf_counter())
                     if on_delta is not None:
                         on_delta(delta, parser)
                 if parser.done:
                     break
-        except _TooLarge:
-            raise StreamError(
-                f"the reply passed the size limit of {_size(limit)} and was cut; "
-                "raise ChatImg.max_reply_bytes if you trust this endpoint",
-                partial=parser.result(),
-            ) from None
-        except httpx.TimeoutException:
+        except (_TooLarge, _Stalled, _TooLong, httpx.HTTPError, OSError, RuntimeError) as exc:
             if cancel.is_set:
                 raise self._cancelled(parser, cancel) from None
-            raise StreamError(
-                f"no data from {self.settings.host} for {self.settings.timeout:g} s mid-reply; "
-                "the partial reply is kept (raise --timeout for slow models)",
-                partial=parser.result(),
-            ) from None
-        except (httpx.HTTPError, OSError, RuntimeError) as exc:
-            if cancel.is_set:
-                raise self._cancelled(parser, cancel) from None
-            raise StreamError(
-                f"the connection to {self.settings.host} broke mid-reply ({type(exc).__name__}); "
-                "the partial reply is kept - run the cell again for a whole one",
-                partial=parser.result(),
-            ) from None
+            raise StreamError(self._cut_reason(exc), partial=parser.result()) from None
         if cancel.is_set and not parser.finished:
             raise self._cancelled(parser, cancel)
+
+    def _cut_reason(self, exc: BaseException) -> str:
+        s = self.settings
+        if isinstance(exc, _TooLarge):
+            return (
+                f"the reply passed the size limit of {size_text(s.max_reply_bytes)} and was cut; "
+                "raise ChatImg.max_reply_bytes if you trust this endpoint"
+            )
+        if isinstance(exc, (httpx.TimeoutException, _Stalled)):
+            return (
+                f"no data from {s.host} for {s.timeout:g} s mid-reply; "
+                "the partial reply is kept (raise --timeout for slow models)"
+            )
+        if isinstance(exc, _TooLong):
+            return (
+                f"the reply took longer than total_timeout ({s.total_timeout:g} s) and was cut; "
+                "the partial reply is kept"
+            )
+        return (
+            f"the connection to {s.host} broke mid-reply ({type(exc).__name__}); "
+            "the partial reply is kept - run the cell again for a whole one"
+        )
+
+    def _key(self) -> str | None:
+        key = self.settings.api_key
+        return key.reveal() if key is not None else None
 
     @staticmethod
     def _cancelled(parser: ReplyParser, cancel: Cancel) -> StreamError:
@@ -353,7 +384,7 @@ class Client:
         declared = response.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             raise APIError(
-                f"the reply is {_size(int(declared))}, above the limit of {_size(limit)}; "
+                f"the reply is {size_text(int(declared))}, above the limit of {size_text(limit)}; "
                 "raise ChatImg.max_reply_bytes if you trust this endpoint",
                 status=response.status_code,
             )
@@ -365,7 +396,7 @@ class Client:
                 buf += piece
                 if len(buf) > limit:
                     raise APIError(
-                        f"the reply passed the size limit of {_size(limit)}; "
+                        f"the reply passed the size limit of {size_text(limit)}; "
                         "raise ChatImg.max_reply_bytes if you trust this endpoint",
                         status=response.status_code,
                     )
@@ -379,16 +410,18 @@ class Client:
                 f"the connection to {self.settings.host} broke while reading the reply "
                 f"({type(exc).__name__}); try again"
             ) from None
+        data = KeyMask(self._key()).mask_bytes(buf)
+        del buf
         try:
-            obj = json.loads(buf)  # from the bytearray: no second copy of a large reply
+            obj = json.loads(data)  # from the bytearray: no second copy of a large reply
         except ValueError:
+            answered = host_of(str(response.url)) or self.settings.host
             raise APIError(
-                f"the reply from {self.settings.host} is not JSON: "
-                f"{one_line(bytes(buf[:200]).decode('utf-8', 'replace'), 120)}; "
+                f"the reply from {answered} is not JSON: {_excerpt_of(response, data)}; "
                 "check that the base URL points at an OpenAI-compatible API",
                 status=response.status_code,
             ) from None
-        del buf
+        del data
         return obj
 
     def _request(
@@ -413,41 +446,14 @@ class Client:
         while True:
             if cancel is not None and cancel.is_set:
                 raise StreamError(f"{cancel.reason} before the reply began", partial=ChatResult())
-            status: int | None = None
-            resp_headers: Mapping[str, str] = {}
-            try:
-                response = self._send(http, method, url, payload, headers)
-            except httpx.TimeoutException as exc:
-                error: APIError = APITimeoutError(
-                    f"{self.settings.host} did not answer within "
-                    f"{self._timeout_of(exc):g} s; check that the server is up, or raise --timeout"
-                )
-            except (httpx.TransportError, OSError) as exc:
-                error = APIConnectionError(
-                    f"cannot reach {self.settings.host} ({_reason(exc)}); check the base URL "
-                    "and that the server is running"
-                )
-            else:
-                if response.status_code < 300:
-                    return response
-                status = response.status_code
-                resp_headers = response.headers
-                try:
-                    raw = _read_at_most(response, ERROR_BODY_BYTES)
-                except httpx.HTTPError:
-                    raw = b""
-                finally:
-                    response.close()
-                error = error_from_response(status, resp_headers, raw)
-                self._scrub(error)
-                self._add_hint(error)
-                if not retryable(error):
-                    raise error
-            if attempt >= self.settings.max_retries:
+            outcome = self._try(http, method, url, payload, headers, cancel)
+            if isinstance(outcome, httpx.Response):
+                return outcome
+            error, status, resp_headers = outcome
+            if not retryable(error) or attempt >= self.settings.max_retries:
                 if attempt:
-                    error.hint = (
-                        error.hint + "; " if error.hint else ""
-                    ) + f"gave up after {attempt + 1} tries"
+                    tries = f"gave up after {attempt + 1} tries"
+                    error.hint = f"{error.hint}; {tries}" if error.hint else tries
                 raise error
             delay = retry_delay(attempt, resp_headers)
             self.attempts.append((status, delay))
@@ -463,6 +469,49 @@ class Client:
                     partial=ChatResult(),
                 )
             attempt += 1
+
+    def _try(
+        self,
+        http: httpx.Client,
+        method: str,
+        url: str,
+        payload: bytes | None,
+        headers: httpx.Headers,
+        cancel: Cancel | None,
+    ) -> httpx.Response | tuple[APIError, int | None, Mapping[str, str]]:
+        """One try: a 2xx response, or (the error, its status, its headers)."""
+        try:
+            response = self._send(http, method, url, payload, headers, cancel)
+        except httpx.TimeoutException as exc:
+            return (
+                APITimeoutError(
+                    f"{self.settings.host} did not answer within "
+                    f"{self._timeout_of(exc):g} s; check that the server is up, or raise --timeout"
+                ),
+                None,
+                {},
+            )
+        except (httpx.TransportError, OSError) as exc:
+            return (
+                APIConnectionError(
+                    f"cannot reach {self.settings.host} ({_reason(exc)}); check the base URL "
+                    "and that the server is running"
+                ),
+                None,
+                {},
+            )
+        if response.status_code < 300:
+            return response
+        try:
+            raw = KeyMask(self._key()).mask_bytes(_read_at_most(response, ERROR_BODY_BYTES))
+        except httpx.HTTPError:
+            raw = b""
+        finally:
+            response.close()
+        error = error_from_response(response.status_code, response.headers, bytes(raw))
+        self._scrub(error)
+        self._add_hint(error)
+        return error, response.status_code, response.headers
 
     def _wait(self, delay: float, cancel: Cancel | None) -> bool:
         """Wait ``delay`` seconds before a retry; True if the request was cancelled."""
@@ -486,11 +535,12 @@ class Client:
         url: str,
         payload: bytes | None,
         headers: httpx.Headers,
+        cancel: Cancel | None = None,
     ) -> httpx.Response:
-        origin = _origin(url)
+        origin = origin_of(url)
         for _ in range(MAX_REDIRECTS + 1):
             request = http.build_request(method, url, content=payload, headers=headers)
-            response = http.send(request, stream=True)
+            response = self._until_headers(http, request, cancel)
             if (
                 response.status_code not in (301, 302, 303, 307, 308)
                 or "location" not in response.headers
@@ -498,7 +548,7 @@ class Client:
                 return response
             target = urljoin(url, response.headers["location"])
             response.close()
-            if _origin(target) != origin:
+            if origin_of(target) != origin:
                 # The key goes only to the endpoint's host (same scheme and port, too:
                 # never in clear text after a redirect from https to http).
                 headers = headers.copy()
@@ -509,6 +559,42 @@ class Client:
         raise APIConnectionError(
             f"too many redirects from {self.settings.host}; check the base URL"
         )
+
+    def _until_headers(
+        self, http: httpx.Client, request: httpx.Request, cancel: Cancel | None
+    ) -> httpx.Response:
+        """``http.send`` bounded in time as a whole, headers included, and by Stop.
+
+        The socket's read timeout restarts with every byte, so a server that
+        trickles its headers could hold the kernel for ever; here the waiting
+        thread gives up after connect + read timeout, and Stop ends it at once
+        (the helper thread is left to its socket timeout and closes the response).
+        """
+        outcome: list[httpx.Response | BaseException] = []
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                outcome.append(http.send(request, stream=True))
+            except BaseException as exc:  # handed to the waiting thread
+                outcome.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name="chatimg-request", daemon=True).start()
+        s = self.settings
+        deadline = time.monotonic() + s.connect_timeout + s.timeout + DEADLINE_GRACE
+        while not done.wait(HEADER_POLL):
+            if cancel is not None and cancel.is_set:
+                _close_later(done, outcome)
+                raise StreamError(f"{cancel.reason} before the reply began", partial=ChatResult())
+            if time.monotonic() > deadline:
+                _close_later(done, outcome)
+                raise httpx.ReadTimeout("no complete response headers in time", request=request)
+        result = outcome[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
 
     def _scrub(self, error: APIError) -> None:
         """Remove the key from what the server said: some gateways echo it in errors."""
@@ -541,22 +627,98 @@ class _TooLarge(Exception):
     """The reply passed ``max_reply_bytes``."""
 
 
-class _Counted:
-    """The response as httpx-sse reads it (``headers``, ``iter_text``), counting the
-    text as it comes."""
+class _Stalled(Exception):
+    """Only comments or keep-alives for ``timeout`` seconds."""
 
-    def __init__(self, response: httpx.Response, limit: int) -> None:
+
+class _TooLong(Exception):
+    """The reply passed ``total_timeout``."""
+
+
+class KeyMask:
+    """Replaces the key in text that arrives in pieces, before anything else sees it.
+
+    A piece that ends with the start of the key is held back until the next
+    piece says whether the key follows; other text passes at once (no delay
+    for ordinary tokens).
+    """
+
+    def __init__(self, key: str | None) -> None:
+        self._key = key if key and len(key) >= 8 else None
+        self._held = ""
+
+    def feed(self, text: str) -> str:
+        key = self._key
+        if key is None:
+            return text
+        text = self._held + text
+        self._held = ""
+        if key in text:
+            text = text.replace(key, "***")
+        for size in range(min(len(key) - 1, len(text)), 0, -1):
+            if key.startswith(text[-size:]):
+                self._held = text[-size:]
+                return text[:-size]
+        return text
+
+    def flush(self) -> str:
+        held, self._held = self._held, ""
+        return held
+
+    def mask_bytes(self, data: bytes | bytearray) -> bytes | bytearray:
+        key = self._key
+        if key is None:
+            return data
+        raw = key.encode()
+        return data.replace(raw, b"***") if raw in data else data
+
+
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+class _Guarded:
+    """The response as httpx-sse reads it (``headers``, ``iter_text`` for httpx-sse 0.4.2+,
+    ``iter_lines`` for 0.4.0 and 0.4.1), counted, masked and watched."""
+
+    def __init__(self, response: httpx.Response, settings: Settings, key: str | None) -> None:
         self._response = response
-        self._limit = limit
+        self._limit = settings.max_reply_bytes
+        self._stall = settings.timeout
+        self._total = settings.total_timeout
+        self._mask = KeyMask(key)
         self.received = 0
-        self.headers = response.headers
+        self.started = self.last_data = time.monotonic()
+        # httpx-sse checks the media type case-sensitively; it is case-insensitive.
+        self.headers = {"content-type": response.headers.get("content-type", "").lower()}
 
     def iter_text(self) -> Iterator[str]:
+        mask = self._mask
         for text in self._response.iter_text():
             self.received += len(text)
             if self.received > self._limit:
                 raise _TooLarge
-            yield text
+            now = time.monotonic()
+            if now - self.last_data > self._stall:
+                raise _Stalled
+            if self._total is not None and now - self.started > self._total:
+                raise _TooLong
+            yield mask.feed(text)
+        yield mask.flush()
+
+    def iter_lines(self) -> Iterator[str]:
+        """Lines split at CRLF, CR or LF only (never at U+2028), as SSE wants them."""
+        pending = ""
+        for text in self.iter_text():
+            pending += text
+            # A CR at the very end may be the first half of a CRLF: split before it.
+            hold = pending.endswith("\r")
+            lines = _LINE_END.split(pending[:-1] if hold else pending)
+            pending = lines.pop() + ("\r" if hold else "")
+            yield from lines
+        lines = _LINE_END.split(pending)
+        if lines[-1] == "":
+            lines.pop()
+        yield from lines
 
 
 def _read_at_most(response: httpx.Response, limit: int) -> bytes:
@@ -567,25 +729,6 @@ def _read_at_most(response: httpx.Response, limit: int) -> bytes:
         if len(buf) >= limit:
             break
     return bytes(buf[:limit])
-
-
-def _size(n: int) -> str:
-    """``n`` bytes for a message: 512 bytes, 40 KB, 3.5 MB."""
-    if n < 1000:
-        return f"{n} bytes"
-    if n < 1_000_000:
-        return f"{n / 1000:.3g} KB"
-    return f"{n / 1_000_000:.3g} MB"
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    default = {"http": 80, "https": 443}.get(parts.scheme)
-    return parts.scheme, (parts.hostname or "").lower(), port or default
 
 
 def _scrubbed(value: Any, key: str) -> Any:
@@ -719,7 +862,7 @@ def _download(
                     if time.monotonic() > deadline:
                         raise DownloadTimeout("deadline")
                     if len(buf) > max_bytes:
-                        raise DownloadTooLarge(_size(max_bytes))
+                        raise DownloadTooLarge(size_text(max_bytes))
                 got.body = bytes(buf)
                 return got
             finally:
@@ -735,3 +878,23 @@ def _download(
 def pooled_transport() -> httpx.BaseTransport:
     """A transport with its own connection pool and the shared TLS context (one per batch worker)."""
     return httpx.HTTPTransport(verify=ssl_context())
+
+
+def _close_later(done: threading.Event, outcome: list[Any]) -> None:
+    """Close the response an abandoned ``send`` may still bring (in its own thread)."""
+
+    def close() -> None:
+        done.wait()
+        if outcome and isinstance(outcome[0], httpx.Response):
+            outcome[0].close()
+
+    threading.Thread(target=close, name="chatimg-close", daemon=True).start()
+
+
+def _excerpt_of(response: httpx.Response, data: bytes | bytearray) -> str:
+    """A short, printable account of a body that is not JSON (never raw binary bytes)."""
+    ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    head = bytes(data[:200])
+    if ctype.startswith(("image/", "audio/", "video/", "application/octet")) or b"\x00" in head:
+        return f"{size_text(len(data))} of {ctype or 'binary data'}"
+    return one_line(head.decode("utf-8", "replace"), 120)

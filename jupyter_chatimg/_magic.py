@@ -131,10 +131,9 @@ class ChatImg(_SettingTraits):  # type: ignore[misc]
             # Already shown in the reply's output, with the partial text.
             result = exc.partial or ChatResult.failed(exc)
         except KeyboardInterrupt as interrupt:
-            # The session kept what arrived and showed it with one line (a tool loop
-            # interrupted while a function ran): no traceback, `_` holds the rounds so far.
+            # The partial text and one line are on screen; the cell ends quietly.
             partial = getattr(interrupt, "partial", None)
-            if not isinstance(partial, ChatResult):
+            if partial is None:
                 raise
             result = partial
         self._keep(result, args)

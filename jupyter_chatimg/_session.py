@@ -21,6 +21,9 @@ them and asking the model again with their results, up to
 ``schema`` (``_structured``) or ``response_format`` ``json_object``, the
 final text is parsed into ``ChatResult.parsed``; a reply that does not fit
 raises ``StructuredOutputError`` (text kept, one line shown).
+
+A kernel interrupt is kept and shown the same way, then re-raised as the
+``KeyboardInterrupt`` it is (with ``.partial``).
 """
 
 from __future__ import annotations
@@ -527,16 +530,20 @@ class _Exchange:
         return result
 
     def _interrupted(self, interrupt: KeyboardInterrupt) -> None:
-        """Keep and show what arrived; the caller re-raises the interrupt."""
-        running = self.running
-        where = f" while {running.name} ran" if running is not None else ""
-        err = StreamError(f"interrupted by the user{where}; what arrived is kept")
-        err.reason = "interrupted"  # type: ignore[attr-defined]
-        kept = getattr(interrupt, "partial", None)
-        if isinstance(kept, ChatResult):
-            err.partial = kept
-        result = self._failed(err)
-        err.partial = result
+        """Keep and show what arrived; the caller re-raises the interrupt (with ``.partial``).
+
+        The HTTP layer hands over the round's partial reply as ``chatimg_error``."""
+        error = getattr(interrupt, "chatimg_error", None)
+        if not isinstance(error, ChatImgError):
+            running = self.running
+            error = StreamError(
+                f"interrupted by the user while {running.name} ran; what arrived is kept"
+                if running is not None
+                else "interrupted by the user; the partial reply is kept",
+                partial=None,
+            )
+        result = self._failed(error)
+        error.partial = result
         self._show_end(result)
         interrupt.partial = result  # type: ignore[attr-defined]
 
