@@ -350,7 +350,8 @@ class _Exchange:
         while self.loop and result.tool_calls:
             if len(self.rounds) > limit:
                 raise ToolLoopError(
-                    f"the model still asked for tools after {limit} rounds of running them "
+                    f"the model still asked for tools after {limit} round"
+                    f"{'' if limit == 1 else 's'} of running them "
                     f"(max_tool_rounds {limit}); its last calls are shown but were not run - "
                     "raise --max-tool-rounds (max_tool_rounds=), or look at what the tools returned"
                 )

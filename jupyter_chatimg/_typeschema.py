@@ -144,7 +144,16 @@ def type_shape(tp: Any, *, use_pydantic: bool | None = None) -> Shape:
     ``use_pydantic``: None (default) uses pydantic 2 when installed; False
     uses only the standard types (what happens without pydantic).
     """
-    adapter = pydantic_adapter(tp) if use_pydantic is not False else None
+    try:
+        adapter = pydantic_adapter(tp) if use_pydantic is not False else None
+    except UnsupportedType:
+        # pydantic refuses a few types the standard path reads (typing.TypedDict
+        # before Python 3.12): use those; else pydantic's verdict stands.
+        try:
+            _schema(tp, ())
+        except UnsupportedType:
+            raise UnsupportedType(unsupported(tp)) from None
+        adapter = None
     if adapter is not None:
         return _pydantic_shape(tp, adapter)
     schema = _schema(tp, ())
