@@ -129,14 +129,15 @@ class Cancel:
         self.reason = "stopped"
 
     def set(self, reason: str = "stopped") -> None:
+        """Stop: returns at once; the connection is closed in the background."""
         self.reason = reason
         self._event.set()
         with self._lock:
             response = self._response
         if response is not None:
-            # Closing from another thread is best effort: the reader notices either way.
-            with contextlib.suppress(Exception):
-                response.close()
+            # Closing a response another thread is reading can wait on httpcore's locks:
+            # never in the caller's thread (a Stop button, a cell calling panel.stop()).
+            threading.Thread(target=_close_quietly, args=(response,), daemon=True).start()
 
     @property
     def is_set(self) -> bool:
@@ -898,3 +899,8 @@ def _excerpt_of(response: httpx.Response, data: bytes | bytearray) -> str:
     if ctype.startswith(("image/", "audio/", "video/", "application/octet")) or b"\x00" in head:
         return f"{size_text(len(data))} of {ctype or 'binary data'}"
     return one_line(head.decode("utf-8", "replace"), 120)
+
+
+def _close_quietly(response: httpx.Response) -> None:
+    with contextlib.suppress(Exception):  # best effort: the reader notices the Cancel anyway
+        response.close()

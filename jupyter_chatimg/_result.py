@@ -111,6 +111,8 @@ class ChatResult:
     """The endpoint's host (never the key)."""
     cached: bool = False
     demo: bool = False
+    warnings: list[str] = field(default_factory=list)
+    """Oddities in the reply that were ignored (e.g. a choice with a negative index)."""
     parsed: Any = None
     """The validated object for ``schema=`` / ``--schema`` (an instance of that type), the
     parsed JSON for ``--json`` (``response_format`` ``json_object``), else None."""
