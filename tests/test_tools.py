@@ -556,3 +556,63 @@ def test_without_pydantic_the_standard_types_are_used(
         {"type": "array", "items": {"type": "string"}},
         {"type": "null"},
     ]
+
+
+# --- the panel ------------------------------------------------------------------------
+
+
+def test_the_panel_runs_the_loop_and_stop_keeps_the_rounds(scripted: Any) -> None:
+    from jupyter_chatimg.panel._widget import ChatPanel
+
+    started = threading.Event()
+    release = threading.Event()
+
+    def lookup(word: str) -> str:
+        """Look a word up."""
+        started.set()
+        release.wait(10)
+        return word[::-1]
+
+    def script(body: dict[str, Any], n: int) -> bytes:
+        return call_reply((f"l{n}", "lookup", {"word": f"kite{n}"}), text=f"Looking up {n}.")
+
+    srv = scripted(script)
+    panel = ChatPanel(base_url=srv.url, tools=[lookup], max_retries=0, update_interval=0.01)
+    try:
+        panel.prompt.value = "Look it up."
+        panel.send()
+        assert started.wait(10)
+        threading.Timer(0.2, release.set).start()  # the function returns while Stop waits
+        panel.stop()  # mid-loop: the function is running
+        assert panel.wait(10)
+        result = panel.result
+        assert result is not None
+        assert [r.text for r in result.rounds] == ["Looking up 1."]
+        assert result.tool_calls[0].ran and result.tool_calls[0].result == "1etik"
+        assert "stopped" in str(result.error)
+        assert "stopped" in panel.status.value and "\n" not in panel.status.value
+        reply = panel.history[-1].reply_markdown
+        assert "Looking up 1." in reply and "🔧 lookup" in reply and "↳ lookup → '1etik'" in reply
+        assert len(srv.bodies) == 1
+    finally:
+        release.set()
+        panel.close()
+
+
+def test_the_panel_with_a_schema_shows_one_line(scripted: Any) -> None:
+    from jupyter_chatimg.panel._widget import ChatPanel
+
+    srv = scripted(lambda body, n: text_reply("no json here"))
+    panel = ChatPanel(base_url=srv.url, schema=Box, max_retries=0)
+    try:
+        panel.prompt.value = "Where?"
+        panel.send()
+        assert panel.wait(10)
+        assert panel.status.value == (
+            "⚠ the reply is not valid JSON (Expecting value at line 1 column 1); its text is "
+            "kept in result.text"
+        )
+        assert panel.result is not None and panel.result.text == "no json here"
+        assert srv.bodies[0]["response_format"]["json_schema"]["name"] == "Box"
+    finally:
+        panel.close()
