@@ -8,14 +8,11 @@ the one raw GET that ``_fetch`` builds returned-image downloads on.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import random
-import re
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urljoin
@@ -23,10 +20,11 @@ from urllib.parse import urljoin
 import httpx
 from httpx_sse import EventSource
 
+from ._bounded import Abandoned, close_quietly, in_thread
 from ._config import Settings, host_of, origin_of
 from ._dialects import Delta, Dialect, ReplyParser
 from ._dialects.chat import DIALECT as CHAT
-from ._dialects.errors import error_from_response, retry_after_seconds
+from ._dialects.errors import body_excerpt, error_from_response
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -38,7 +36,9 @@ from ._errors import (
     one_line,
     size_text,
 )
+from ._guard import GuardedStream, KeyMask, Stalled, TooLarge, TooLong, scrub_error
 from ._result import ChatResult
+from ._retry import retry_delay, retryable
 
 __all__ = [
     "Cancel",
@@ -47,29 +47,16 @@ __all__ = [
     "DownloadTimeout",
     "DownloadTooLarge",
     "DownloadUnreachable",
-    "KeyMask",
     "download",
     "pooled_transport",
-    "retry_delay",
-    "retryable",
 ]
 
 USER_AGENT = "jupyter-chatimg/0.1"
-RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
-MAX_RETRY_AFTER = 60.0
-"""Longer server advice than this is not waited for: exponential backoff instead."""
-BACKOFF_BASE = 0.5
-BACKOFF_MAX = 8.0
 MAX_REDIRECTS = 5
 DEADLINE_GRACE = 0.25
-HEADER_POLL = 0.05
-"""How often a request waiting for its response headers looks at its Stop button."""
 """Seconds a deadline waits past the socket timeout of the same length (see ``download``)."""
 ERROR_BODY_BYTES = 100_000
 """How much of an error answer is read (its message is near the start)."""
-
-DEFAULT_IMAGE_TRANSPORT: httpx.BaseTransport | None = None
-"""Transport for image downloads when none is passed (a hook for tests and proxies)."""
 
 DEFAULT_SLEEP: Callable[[float], None] | None = None
 """How a ``Client`` made without ``sleep=`` waits between retries (a hook for tests);
@@ -91,34 +78,6 @@ def ssl_context() -> ssl.SSLContext:
     return _SSL_CONTEXT
 
 
-def retry_delay(
-    attempt: int, headers: Mapping[str, str] | None = None, *, rng: random.Random | None = None
-) -> float:
-    """Seconds to wait before retry number ``attempt`` (0-based).
-
-    The server's ``retry-after-ms`` / ``retry-after`` when it is at most
-    ``MAX_RETRY_AFTER``; else exponential backoff with jitter.
-    """
-    advice = retry_after_seconds(headers or {})
-    if advice is not None and advice <= MAX_RETRY_AFTER:
-        return advice
-    base: float = min(BACKOFF_MAX, BACKOFF_BASE * (2**attempt))
-    jitter: float = (rng or random).uniform(0.75, 1.0)
-    return base * jitter
-
-
-def retryable(error: APIError) -> bool:
-    """Whether a failed try may be repeated: 408, 409, 429, >= 500, or no answer at all.
-
-    Never a reply that broke off mid-way (``StreamError``): its first byte came.
-    """
-    if isinstance(error, StreamError):
-        return False
-    if error.status is None:
-        return isinstance(error, APIConnectionError)
-    return error.status in RETRYABLE_STATUS
-
-
 class Cancel:
     """A Stop button for one request: thread-safe, closes the connection at once."""
 
@@ -137,7 +96,7 @@ class Cancel:
         if response is not None:
             # Closing a response another thread is reading can wait on httpcore's locks:
             # never in the caller's thread (a Stop button, a cell calling panel.stop()).
-            threading.Thread(target=_close_quietly, args=(response,), daemon=True).start()
+            threading.Thread(target=close_quietly, args=(response,), daemon=True).start()
 
     @property
     def is_set(self) -> bool:
@@ -203,17 +162,7 @@ class Client:
         with self._http() as http:
             response = self._request(http, "GET", self._url("/models"), None, None)
             try:
-                data = json.loads(_read_at_most(response, self.settings.max_reply_bytes))
-            except ValueError:
-                raise APIError(
-                    f"GET /models on {self.settings.host} did not return JSON; check the base URL",
-                    status=response.status_code,
-                ) from None
-            except httpx.HTTPError as exc:
-                raise APIConnectionError(
-                    f"the connection to {self.settings.host} broke while listing models "
-                    f"({type(exc).__name__}); try again"
-                ) from None
+                data = self._read_whole(response, [])
             finally:
                 response.close()
         items = data.get("data") if isinstance(data, Mapping) else data
@@ -321,7 +270,7 @@ class Client:
         first: list[float],
     ) -> None:
         s = self.settings
-        guard = _Guarded(response, s, self._key())
+        guard = GuardedStream(response, s, self._key())
         # httpx-sse reads the text through the guard, which counts it (the size bound
         # holds even for one endless line), masks the key and cuts a stream that
         # sends nothing but comments or keep-alives for ``timeout`` seconds.
@@ -340,7 +289,7 @@ class Client:
                         on_delta(delta, parser)
                 if parser.done:
                     break
-        except (_TooLarge, _Stalled, _TooLong, httpx.HTTPError, OSError, RuntimeError) as exc:
+        except (TooLarge, Stalled, TooLong, httpx.HTTPError, OSError, RuntimeError) as exc:
             if cancel.is_set:
                 raise self._cancelled(parser, cancel) from None
             raise StreamError(self._cut_reason(exc), partial=parser.result()) from None
@@ -349,17 +298,17 @@ class Client:
 
     def _cut_reason(self, exc: BaseException) -> str:
         s = self.settings
-        if isinstance(exc, _TooLarge):
+        if isinstance(exc, TooLarge):
             return (
                 f"the reply passed the size limit of {size_text(s.max_reply_bytes)} and was cut; "
                 "raise ChatImg.max_reply_bytes if you trust this endpoint"
             )
-        if isinstance(exc, (httpx.TimeoutException, _Stalled)):
+        if isinstance(exc, (httpx.TimeoutException, Stalled)):
             return (
                 f"no data from {s.host} for {s.timeout:g} s mid-reply; "
                 "the partial reply is kept (raise --timeout for slow models)"
             )
-        if isinstance(exc, _TooLong):
+        if isinstance(exc, TooLong):
             return (
                 f"the reply took longer than total_timeout ({s.total_timeout:g} s) and was cut; "
                 "the partial reply is kept"
@@ -418,7 +367,7 @@ class Client:
         except ValueError:
             answered = host_of(str(response.url)) or self.settings.host
             raise APIError(
-                f"the reply from {answered} is not JSON: {_excerpt_of(response, data)}; "
+                f"the reply from {answered} is not JSON: {body_excerpt(response.headers.get('content-type', ''), data)}; "
                 "check that the base URL points at an OpenAI-compatible API",
                 status=response.status_code,
             ) from None
@@ -568,45 +517,27 @@ class Client:
 
         The socket's read timeout restarts with every byte, so a server that
         trickles its headers could hold the kernel for ever; here the waiting
-        thread gives up after connect + read timeout, and Stop ends it at once
-        (the helper thread is left to its socket timeout and closes the response).
+        thread gives up after connect + read timeout, and Stop ends it at once.
         """
-        outcome: list[httpx.Response | BaseException] = []
-        done = threading.Event()
-
-        def run() -> None:
-            try:
-                outcome.append(http.send(request, stream=True))
-            except BaseException as exc:  # handed to the waiting thread
-                outcome.append(exc)
-            finally:
-                done.set()
-
-        threading.Thread(target=run, name="chatimg-request", daemon=True).start()
         s = self.settings
-        deadline = time.monotonic() + s.connect_timeout + s.timeout + DEADLINE_GRACE
-        while not done.wait(HEADER_POLL):
-            if cancel is not None and cancel.is_set:
-                _close_later(done, outcome)
-                raise StreamError(f"{cancel.reason} before the reply began", partial=ChatResult())
-            if time.monotonic() > deadline:
-                _close_later(done, outcome)
-                raise httpx.ReadTimeout("no complete response headers in time", request=request)
-        result = outcome[0]
-        if isinstance(result, BaseException):
-            raise result
-        return result
+        try:
+            return in_thread(
+                lambda: http.send(request, stream=True),
+                limit=s.connect_timeout + s.timeout + DEADLINE_GRACE,
+                cancel=cancel,
+            )
+        except Abandoned as exc:
+            if exc.cancelled and cancel is not None:
+                raise StreamError(
+                    f"{cancel.reason} before the reply began", partial=ChatResult()
+                ) from None
+            raise httpx.ReadTimeout(
+                "no complete response headers in time", request=request
+            ) from None
 
     def _scrub(self, error: APIError) -> None:
         """Remove the key from what the server said: some gateways echo it in errors."""
-        if self.settings.api_key is None:
-            return
-        key = self.settings.api_key.reveal()
-        if len(key) < 8 or key not in f"{error.message}{error.body}":
-            return
-        error.message = error.message.replace(key, "***")
-        error.args = (error.message,)
-        error.body = _scrubbed(error.body, key)
+        scrub_error(error, self._key())
 
     def _add_hint(self, error: APIError) -> None:
         s = self.settings
@@ -624,104 +555,6 @@ class Client:
             error.hint = "this server rejects stream_options"
 
 
-class _TooLarge(Exception):
-    """The reply passed ``max_reply_bytes``."""
-
-
-class _Stalled(Exception):
-    """Only comments or keep-alives for ``timeout`` seconds."""
-
-
-class _TooLong(Exception):
-    """The reply passed ``total_timeout``."""
-
-
-class KeyMask:
-    """Replaces the key in text that arrives in pieces, before anything else sees it.
-
-    A piece that ends with the start of the key is held back until the next
-    piece says whether the key follows; other text passes at once (no delay
-    for ordinary tokens).
-    """
-
-    def __init__(self, key: str | None) -> None:
-        self._key = key if key and len(key) >= 8 else None
-        self._held = ""
-
-    def feed(self, text: str) -> str:
-        key = self._key
-        if key is None:
-            return text
-        text = self._held + text
-        self._held = ""
-        if key in text:
-            text = text.replace(key, "***")
-        for size in range(min(len(key) - 1, len(text)), 0, -1):
-            if key.startswith(text[-size:]):
-                self._held = text[-size:]
-                return text[:-size]
-        return text
-
-    def flush(self) -> str:
-        held, self._held = self._held, ""
-        return held
-
-    def mask_bytes(self, data: bytes | bytearray) -> bytes | bytearray:
-        key = self._key
-        if key is None:
-            return data
-        raw = key.encode()
-        return data.replace(raw, b"***") if raw in data else data
-
-
-_LINE_END = re.compile(r"\r\n|\r|\n")
-
-
-class _Guarded:
-    """The response as httpx-sse reads it (``headers``, ``iter_text`` for httpx-sse 0.4.2+,
-    ``iter_lines`` for 0.4.0 and 0.4.1), counted, masked and watched."""
-
-    def __init__(self, response: httpx.Response, settings: Settings, key: str | None) -> None:
-        self._response = response
-        self._limit = settings.max_reply_bytes
-        self._stall = settings.timeout
-        self._total = settings.total_timeout
-        self._mask = KeyMask(key)
-        self.received = 0
-        self.started = self.last_data = time.monotonic()
-        # httpx-sse checks the media type case-sensitively; it is case-insensitive.
-        self.headers = {"content-type": response.headers.get("content-type", "").lower()}
-
-    def iter_text(self) -> Iterator[str]:
-        mask = self._mask
-        for text in self._response.iter_text():
-            self.received += len(text)
-            if self.received > self._limit:
-                raise _TooLarge
-            now = time.monotonic()
-            if now - self.last_data > self._stall:
-                raise _Stalled
-            if self._total is not None and now - self.started > self._total:
-                raise _TooLong
-            yield mask.feed(text)
-        yield mask.flush()
-
-    def iter_lines(self) -> Iterator[str]:
-        """Lines split at CRLF, CR or LF only (never at U+2028), as SSE wants them."""
-        pending = ""
-        for text in self.iter_text():
-            pending += text
-            # A CR at the very end may be the first half of a CRLF: split before it.
-            hold = pending.endswith("\r")
-            lines = _LINE_END.split(pending[:-1] if hold else pending)
-            pending = lines.pop() + ("\r" if hold else "")
-            yield from lines
-        lines = _LINE_END.split(pending)
-        if lines[-1] == "":
-            lines.pop()
-        yield from lines
-
-
 def _read_at_most(response: httpx.Response, limit: int) -> bytes:
     """The first ``limit`` bytes of the body; the rest is not read (an error page may be endless)."""
     buf = bytearray()
@@ -730,16 +563,6 @@ def _read_at_most(response: httpx.Response, limit: int) -> bytes:
         if len(buf) >= limit:
             break
     return bytes(buf[:limit])
-
-
-def _scrubbed(value: Any, key: str) -> Any:
-    if isinstance(value, str):
-        return value.replace(key, "***")
-    if isinstance(value, Mapping):
-        return {k: _scrubbed(v, key) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_scrubbed(v, key) for v in value]
-    return value
 
 
 def _reason(exc: BaseException) -> str:
@@ -801,32 +624,19 @@ def download(
     download stops with ``DownloadError``. Runs in a helper thread so the
     deadline holds whatever the socket does; the caller's thread only waits.
     """
-    outcome: list[Downloaded | BaseException] = []
-    done = threading.Event()
     closer: list[httpx.Client] = []
-
-    def run() -> None:
-        try:
-            outcome.append(
-                _download(url, headers, sni_hostname, timeout, max_bytes, accept, transport, closer)
-            )
-        except BaseException as exc:  # handed to the waiting thread
-            outcome.append(exc)
-        finally:
-            done.set()
-
-    threading.Thread(target=run, name="chatimg-download", daemon=True).start()
-    # A little longer than the socket's own timeout, so that a silent server is
-    # reported as such; a trickle that keeps the socket busy ends here.
-    if not done.wait(timeout + DEADLINE_GRACE):
-        for http in closer:
-            with contextlib.suppress(Exception):
-                http.close()
-        raise DownloadTimeout("deadline")
-    result = outcome[0]
-    if isinstance(result, BaseException):
-        raise result
-    return result
+    try:
+        # A little longer than the socket's own timeout, so that a silent server is
+        # reported as such; a trickle that keeps the socket busy ends here.
+        return in_thread(
+            lambda: _download(
+                url, headers, sni_hostname, timeout, max_bytes, accept, transport, closer
+            ),
+            limit=timeout + DEADLINE_GRACE,
+            on_abandon=lambda: _close_all(closer),
+        )
+    except Abandoned:
+        raise DownloadTimeout("deadline") from None
 
 
 def _download(
@@ -881,26 +691,6 @@ def pooled_transport() -> httpx.BaseTransport:
     return httpx.HTTPTransport(verify=ssl_context())
 
 
-def _close_later(done: threading.Event, outcome: list[Any]) -> None:
-    """Close the response an abandoned ``send`` may still bring (in its own thread)."""
-
-    def close() -> None:
-        done.wait()
-        if outcome and isinstance(outcome[0], httpx.Response):
-            outcome[0].close()
-
-    threading.Thread(target=close, name="chatimg-close", daemon=True).start()
-
-
-def _excerpt_of(response: httpx.Response, data: bytes | bytearray) -> str:
-    """A short, printable account of a body that is not JSON (never raw binary bytes)."""
-    ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
-    head = bytes(data[:200])
-    if ctype.startswith(("image/", "audio/", "video/", "application/octet")) or b"\x00" in head:
-        return f"{size_text(len(data))} of {ctype or 'binary data'}"
-    return one_line(head.decode("utf-8", "replace"), 120)
-
-
-def _close_quietly(response: httpx.Response) -> None:
-    with contextlib.suppress(Exception):  # best effort: the reader notices the Cancel anyway
-        response.close()
+def _close_all(clients: list[httpx.Client]) -> None:
+    for http in clients:
+        close_quietly(http)

@@ -45,12 +45,25 @@ class MagicArgs:
     prompt: str = ""
 
 
+class _OptionError(Exception):
+    """What argparse found wrong, before it is said for the magic it was typed in."""
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        raise ConfigError(f"%%chatimg: {message}; see %%chatimg? for the options")
+        raise _OptionError(message)
 
     def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
-        raise ConfigError(f"%%chatimg: {message or 'see %%chatimg? for the options'}".strip())
+        raise _OptionError((message or "").strip())
+
+
+def _parse(words: list[str], magic: str) -> argparse.Namespace:
+    """The options, or one line that names the magic as it was typed (``%`` or ``%%``)."""
+    try:
+        return _PARSER.parse_args(words)
+    except _OptionError as exc:
+        what = f"{exc}; " if str(exc) else ""
+        raise ConfigError(f"{what}see {magic}? for the options") from None
 
 
 def _build_parser() -> _Parser:
@@ -130,7 +143,8 @@ def _json_option(name: str, text: str | None, *, want: type) -> Any:
     return value
 
 
-def _from_namespace(ns: argparse.Namespace, prompt: str) -> MagicArgs:
+def _check(ns: argparse.Namespace) -> None:
+    """Options that cannot work together or as given: one line each."""
     if ns.stop and len(ns.stop) > 4:
         raise ConfigError(f"--stop: at most 4 stop strings, got {len(ns.stop)}")
     if ns.max_side is not None and ns.max_side < 0:
@@ -145,17 +159,11 @@ def _from_namespace(ns: argparse.Namespace, prompt: str) -> MagicArgs:
             "--api-key-env takes the NAME of an environment variable, not the key itself "
             "(a cell's source is saved in the notebook); e.g. --api-key-env MY_KEY"
         )
-    extra = _json_option("--extra", ns.extra, want=dict)
-    logit_bias = _json_option("--logit-bias", ns.logit_bias, want=dict)
-    if ns.json and extra and "response_format" in extra:
-        raise ConfigError("--json and --extra both set response_format; keep one of them")
     if ns.schema is not None and ns.json:
         raise ConfigError(
             "--schema and --json both set the reply's format; keep one of them "
             "(--schema already asks for JSON that fits it)"
         )
-    if ns.schema is not None and extra and "response_format" in extra:
-        raise ConfigError("--schema and --extra both set response_format; keep one of them")
     if ns.max_tool_rounds is not None and ns.max_tool_rounds < 0:
         raise ConfigError(f"--max-tool-rounds: {ns.max_tool_rounds} must be a whole number >= 0")
     if ns.each is not None and ns.chat:
@@ -164,6 +172,16 @@ def _from_namespace(ns: argparse.Namespace, prompt: str) -> MagicArgs:
         raise ConfigError("--concurrency: only with --each EXPR (one request per image)")
     if ns.concurrency is not None and ns.concurrency < 1:
         raise ConfigError(f"--concurrency: {ns.concurrency} must be a whole number >= 1")
+
+
+def _from_namespace(ns: argparse.Namespace, prompt: str) -> MagicArgs:
+    _check(ns)
+    extra = _json_option("--extra", ns.extra, want=dict)
+    logit_bias = _json_option("--logit-bias", ns.logit_bias, want=dict)
+    if ns.json and extra and "response_format" in extra:
+        raise ConfigError("--json and --extra both set response_format; keep one of them")
+    if ns.schema is not None and extra and "response_format" in extra:
+        raise ConfigError("--schema and --extra both set response_format; keep one of them")
     params: dict[str, Any] = {
         "temperature": ns.temperature,
         "top_p": ns.top_p,
@@ -219,7 +237,7 @@ def _split(line: str) -> list[str]:
     try:
         return shlex.split(line)
     except ValueError as exc:
-        raise ConfigError(f"%%chatimg: cannot read the options ({exc}); check the quotes") from None
+        raise ConfigError(f"cannot read the options ({exc}); check the quotes") from None
 
 
 _EXPRESSION_OPTIONS = frozenset({"--image", "-i", "--tools", "--schema", "--each"})
@@ -259,7 +277,7 @@ def _option_words(line: str) -> list[str]:
 
 def parse_cell_line(line: str, cell: str) -> MagicArgs:
     """Options from the ``%%chatimg`` line; the cell is the prompt."""
-    return _from_namespace(_PARSER.parse_args(_option_words(line)), cell)
+    return _from_namespace(_parse(_option_words(line), "%%chatimg"), cell)
 
 
 def parse_line_magic(line: str) -> MagicArgs:
@@ -279,7 +297,7 @@ def parse_line_magic(line: str) -> MagicArgs:
     end = tokens[i][0] if i < len(tokens) else len(line)
     options = " ".join(tok[2] for tok in tokens[:i] if tok[2] != "--" and tok[0] < end)
     prompt = line[end:] if i < len(tokens) else ""
-    ns = _PARSER.parse_args(_option_words(options))
+    ns = _parse(_option_words(options), "%chatimg")
     return _from_namespace(ns, prompt.strip())
 
 

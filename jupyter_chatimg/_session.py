@@ -29,6 +29,7 @@ A kernel interrupt is kept and shown the same way, then re-raised as the
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -48,13 +49,14 @@ from ._errors import (
     ToolLoopError,
 )
 from ._fetch import fetch_result_images
-from ._http import MAX_RETRY_AFTER, Cancel, Client, pooled_transport, retry_delay, retryable
+from ._http import Cancel, Client, pooled_transport
 from ._images import encode_pil, image_digest
 from ._messages import Conversation, build_messages, history_text, tool_round_messages
 from ._render import LiveReply, Sink, default_sink
 from ._render_tools import ToolView
 from ._request import Request
 from ._result import ChatResult, Timings, ToolCall
+from ._retry import MAX_RETRY_AFTER, retry_delay, retryable
 from ._structured import JSON_OBJECT, Structured, structured
 from ._tools import Toolbox, forced_choice, images_of, toolbox
 
@@ -76,6 +78,18 @@ DEMO_NOTE = (
     "offline demo model ({model}); set OPENAI_API_KEY (or CHATIMG_BASE_URL, "
     "%config ChatImg.base_url) for a real one"
 )
+DEMO_ENDPOINT_NOTE = (
+    "offline demo endpoint: it has demo-vision and demo-image only, not {model!r}; set "
+    "OPENAI_API_KEY (or CHATIMG_BASE_URL, %config ChatImg.base_url) for a real model"
+)
+_DEMO_MODELS = re.compile(r"^demo-(vision|image)(@.*)?$")
+
+
+def demo_note(model: str) -> str:
+    """The one line that says the offline demo answered (and for which model)."""
+    if _DEMO_MODELS.match(model):
+        return DEMO_NOTE.format(model=model)
+    return DEMO_ENDPOINT_NOTE.format(model=model)
 
 
 def settings_for(overrides: Mapping[str, Any]) -> Settings:
@@ -319,7 +333,7 @@ class _Exchange:
 
     def _notes(self) -> list[str]:
         settings = self.settings
-        shown = [DEMO_NOTE.format(model=settings.model)] if settings.demo else []
+        shown = [demo_note(settings.model)] if settings.demo else []
         shown.extend(self.prepared.notes)
         return shown
 

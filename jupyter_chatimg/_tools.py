@@ -259,27 +259,9 @@ def tool_from_function(function: Callable[..., Any]) -> Tool:
     for param in signature.parameters.values():
         if param.kind is param.VAR_KEYWORD:
             continue  # **kwargs: nothing to offer by name
-        if param.kind is param.VAR_POSITIONAL:
-            raise ConfigError(
-                f"tools: {name}(*{param.name}): a tool's arguments are named; "
-                "use a list parameter instead of *args"
-            )
-        annotation = hints.get(param.name, Any)
-        try:
-            shape = type_shape(annotation)
-        except UnsupportedType as exc:
-            raise ConfigError(
-                f"tools: {name}({param.name}: {type_name(annotation)}): {exc}"
-            ) from None
-        schema = dict(shape.schema)
+        shape, schema = _parameter(name, param, hints, described)
         defs.update(schema.pop("$defs", {}))
-        if param.name in described:
-            schema["description"] = described[param.name]
-        if param.default is not param.empty:
-            default = param.default
-            if default is None or isinstance(default, (str, int, float, bool)):
-                schema["default"] = default
-        else:
+        if param.default is param.empty:
             required.append(param.name)
         properties[param.name] = schema
         parameters[param.name] = shape
@@ -303,6 +285,31 @@ def tool_from_function(function: Callable[..., Any]) -> Tool:
         required=frozenset(required),
         positional=tuple(positional),
     )
+
+
+def _parameter(
+    name: str, param: inspect.Parameter, hints: dict[str, Any], described: dict[str, str]
+) -> tuple[Shape, dict[str, Any]]:
+    """One parameter's shape and its schema in the tool (description and default added)."""
+    if param.kind is param.VAR_POSITIONAL:
+        raise ConfigError(
+            f"tools: {name}(*{param.name}): a tool's arguments are named; "
+            "use a list parameter instead of *args"
+        )
+    annotation = hints.get(param.name, Any)
+    try:
+        shape = type_shape(annotation)
+    except UnsupportedType as exc:
+        raise ConfigError(f"tools: {name}({param.name}: {type_name(annotation)}): {exc}") from None
+    schema = dict(shape.schema)
+    if param.name in described:
+        schema["description"] = described[param.name]
+    default = param.default
+    if default is not param.empty and (
+        default is None or isinstance(default, (str, int, float, bool))
+    ):
+        schema["default"] = default
+    return shape, schema
 
 
 def _hints(function: Callable[..., Any]) -> dict[str, Any]:

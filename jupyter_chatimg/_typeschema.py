@@ -241,8 +241,12 @@ def _is_union(tp: Any) -> bool:
 
 
 def _schema(tp: Any, seen: tuple[Any, ...]) -> dict[str, Any]:
-    if tp in _SIMPLE:
-        return dict(_SIMPLE[tp])
+    try:
+        simple = _SIMPLE.get(tp)
+    except TypeError:  # an unhashable annotation
+        simple = None
+    if simple is not None:
+        return dict(simple)
     if tp is Any or tp is object:
         return {}
     origin = _origin(tp)
@@ -258,26 +262,9 @@ def _schema(tp: Any, seen: tuple[Any, ...]) -> dict[str, Any]:
         return {"enum": values}
     if _is_union(tp):
         return {"anyOf": [_schema(a, seen) for a in args]}
-    if tp in (list, set, frozenset, tuple) or origin in (list, set, frozenset):
-        item = args[0] if args else Any
-        return {"type": "array", "items": _schema(item, seen)}
-    if origin is tuple:
-        if len(args) == 2 and args[1] is Ellipsis:
-            return {"type": "array", "items": _schema(args[0], seen)}
-        items = [_schema(a, seen) for a in args]
-        return {
-            "type": "array",
-            "prefixItems": items,
-            "minItems": len(items),
-            "maxItems": len(items),
-        }
-    if tp is dict or origin is dict:
-        if args and args[0] is not str:
-            raise UnsupportedType(
-                f"{type_name(tp)}: JSON object keys are strings; use dict[str, ...]"
-            )
-        value = args[1] if len(args) == 2 else Any
-        return {"type": "object", "additionalProperties": _schema(value, seen)}
+    container = _container_schema(tp, origin, args, seen)
+    if container is not None:
+        return container
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         values = [m.value for m in tp]
         if not all(isinstance(v, (str, int, float, bool)) for v in values):
@@ -304,6 +291,33 @@ def _schema(tp: Any, seen: tuple[Any, ...]) -> dict[str, Any]:
         required = [k for k in hints if k in tp.__required_keys__]
         return _object(tp.__name__, properties, required)
     raise UnsupportedType(unsupported(tp))
+
+
+def _container_schema(
+    tp: Any, origin: Any, args: tuple[Any, ...], seen: tuple[Any, ...]
+) -> dict[str, Any] | None:
+    """Lists, sets, tuples and ``dict[str, X]``; None for anything else."""
+    if tp in (list, set, frozenset, tuple) or origin in (list, set, frozenset):
+        item = args[0] if args else Any
+        return {"type": "array", "items": _schema(item, seen)}
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return {"type": "array", "items": _schema(args[0], seen)}
+        items = [_schema(a, seen) for a in args]
+        return {
+            "type": "array",
+            "prefixItems": items,
+            "minItems": len(items),
+            "maxItems": len(items),
+        }
+    if tp is dict or origin is dict:
+        if args and args[0] is not str:
+            raise UnsupportedType(
+                f"{type_name(tp)}: JSON object keys are strings; use dict[str, ...]"
+            )
+        value = args[1] if len(args) == 2 else Any
+        return {"type": "object", "additionalProperties": _schema(value, seen)}
+    return None
 
 
 def _object(title: str, properties: dict[str, Any], required: list[str]) -> dict[str, Any]:

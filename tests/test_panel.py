@@ -437,7 +437,10 @@ def test_lazy_export(clean_env: pytest.MonkeyPatch) -> None:
     assert ci.ChatPanel is ChatPanel
 
 
-def test_panel_magic_displays_a_panel(shell: Any) -> None:
+def test_panel_magic_displays_a_panel(shell: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from jupyter_chatimg import _magic
+
+    monkeypatch.setattr(_magic, "in_notebook", lambda: True)  # as under a kernel
     with capture_output() as captured:
         shell.run_line_magic("chatimg_panel", "")
     panel = shell.user_ns.pop("_chatimg_panel")
@@ -465,3 +468,68 @@ def test_picker_follows_the_notebook_after_each_cell(shell: Any) -> None:
     shell.run_cell("x_after_close = 1")  # a closed panel stops listening, quietly
     hooks = shell.events.callbacks["post_run_cell"]
     assert not any(getattr(h, "__qualname__", "").startswith("ChatPanel.") for h in hooks)
+
+
+def test_the_panel_magic_in_a_terminal_says_it_needs_jupyter(
+    shell: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Issue 16 (7): in terminal IPython, %chatimg_panel said "run the notebook".
+    capsys.readouterr()
+    shell.run_line_magic("chatimg_panel", "")
+    captured = capsys.readouterr()
+    assert captured.err == (
+        "⚠ the chat panel is a Jupyter widget: open this in JupyterLab, Notebook 7 or VS Code; "
+        "in a terminal, use %%chatimg or ci.chat()\n"
+    )
+    assert "_chatimg_panel" not in shell.user_ns
+
+
+def test_an_unknown_model_on_the_demo_is_not_called_a_demo_model() -> None:
+    # Issue 16 (4): "offline demo model (nosuchmodel)".
+    from jupyter_chatimg._session import demo_note
+
+    assert demo_note("demo-vision").startswith("offline demo model (demo-vision)")
+    assert demo_note("demo-image@slow=0.1").startswith("offline demo model (demo-image@")
+    assert demo_note("nosuchmodel").startswith(
+        "offline demo endpoint: it has demo-vision and demo-image only, not 'nosuchmodel'"
+    )
+
+
+def test_returned_images_go_back_only_as_visible_attachments(clean_env: pytest.MonkeyPatch) -> None:
+    # Issue 16 (5): after an image-generation turn, "describe this picture" with a new
+    # image attached also sent (and described) the earlier generated picture.
+    def images_sent(panel: ChatPanel) -> int:
+        assert panel.result is not None and panel.result.request is not None
+        content = panel.result.request["messages"][-1]["content"]
+        return sum(1 for p in content if isinstance(p, dict) and p.get("type") == "image_url")
+
+    panel = ChatPanel(model="demo-image", stream=False)
+    try:
+        panel.prompt.value = "a red circle on a blue background"
+        panel.send()
+        assert panel.wait(WAIT) and panel.result is not None and panel.result.images
+        offered = panel.attachments
+        assert [(a.label, a.from_reply) for a in offered] == [("from the last reply", True)]
+        assert len(panel.tray.thumbs.children) == 1  # shown in the tray, with a remove button
+
+        panel.add_image(red_square(), label="mine")  # a new image replaces the offered one
+        assert [a.label for a in panel.attachments] == ["mine"]
+        panel.model.value = "demo-vision"
+        panel.prompt.value = "describe this picture"
+        panel.send()
+        assert panel.wait(WAIT)
+        assert images_sent(panel) == 1
+        assert "Image 2" not in panel.result.text  # one picture described, nothing compared
+
+        panel.model.value = "demo-image"
+        panel.prompt.value = "a green square"
+        panel.send()
+        assert panel.wait(WAIT) and len(panel.attachments) == 1
+        panel.remove_image(0)  # removed from the tray: not sent
+        panel.prompt.value = "make it grayscale"
+        panel.send()
+        assert panel.wait(WAIT)
+        content = panel.result.request["messages"][-1]["content"]  # type: ignore[index]
+        assert isinstance(content, str)  # text only: no image went along unseen
+    finally:
+        panel.close()

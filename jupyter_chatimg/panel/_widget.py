@@ -486,12 +486,18 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
                 self.result = result
                 self._worker = None
                 self._cancel = None
+                if result.error is None:
+                    # Nothing is sent that the tray does not show: the returned images go
+                    # back only as visible, removable attachments (not carried silently).
+                    self._session.conversation.pending_images.clear()
             elif generation == self._detached and self._worker is None:
                 # Stop gave up waiting, and nothing was sent since: what arrived is still
                 # this panel's last reply (not the placeholder "still closing" result).
                 self.result = result
                 self._detached = None
         if current:
+            if result.error is None and result.images:
+                self.tray.offer_returned(list(result.images))
             self._set_busy(False)
             self._report(error)
 
