@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +68,7 @@ __all__ = [
     "Prepared",
     "Session",
     "digest_request",
+    "parse_replies",
     "pooled_transport",
     "retry_delay",
     "retryable",
@@ -280,6 +281,25 @@ def tools_and_schema(
     else:
         parse_as = None
     return fields, tools, parse_as
+
+
+def parse_replies(request: Request, results: Iterable[ChatResult]) -> None:
+    """Structured output for results that did not come through ``send`` (the lines of a
+    Batch API job, a journal's read-back): ``parsed`` is set, or ``error`` for a reply that
+    is not valid JSON or does not fit. Results already parsed or failed are left alone."""
+    _, _, parse_as = tools_and_schema(request.params, request.schema, request.extra)
+    if parse_as is None:
+        return
+    for result in results:
+        if result.error is not None or result.parsed is not None:
+            continue
+        if result.tool_calls and not result.text.strip():
+            continue
+        try:
+            result.parsed = parse_as.parse(result.text, finish_reason=result.finish_reason)
+        except StructuredOutputError as exc:
+            exc.partial = result
+            result.error = exc
 
 
 def _sum_usage(rounds: list[ChatResult]) -> dict[str, Any] | None:

@@ -11,7 +11,7 @@ import base64
 import dataclasses
 import io
 from collections.abc import Iterator
-from typing import Literal
+from typing import Any, Literal
 
 import pydantic
 import pytest
@@ -114,3 +114,33 @@ def test_a_zoom_tool_against_the_demo(demo: DemoServer) -> None:
     assert len(result.rounds) == 2
     assert result.tool_calls[0].result.size == (80, 60)
     assert "zoom" in result.text and "red" in result.text
+
+
+@pytest.mark.parametrize("mode", ["live", "batch"])
+def test_chat_many_with_a_schema_live_and_through_the_batch_api(
+    demo: DemoServer, mode: str, tmp_path: Any
+) -> None:
+    results = ci.chat_many(
+        [("Measure the image.", photo()), ("Measure the image.", photo().rotate(90, expand=True))],
+        base_url=demo.url,
+        model="demo-vision",
+        schema=Facts,
+        mode=mode,
+        journal=tmp_path / "job.jsonl",
+        display=False,
+    )
+    assert [(r.parsed.width, r.parsed.orientation) for r in results] == [
+        (320, "landscape"),
+        (200, "portrait"),
+    ]
+    # Read back from the journal, the objects are made again.
+    again = ci.chat_many(
+        [("Measure the image.", photo()), ("Measure the image.", photo().rotate(90, expand=True))],
+        base_url=demo.url,
+        model="demo-vision",
+        schema=Facts,
+        mode=mode,
+        journal=tmp_path / "job.jsonl",
+        display=False,
+    )
+    assert [r.parsed for r in again] == [r.parsed for r in results]
