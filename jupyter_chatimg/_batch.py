@@ -502,98 +502,130 @@ def _run_batch_mode(
     """``mode="batch"``: submit what the journal does not hold, wait, collect, read back."""
     template = template.evolve(stream=False)
     settings = settings_for(template.settings_overrides())
-    started = time.perf_counter()
     with Journal.open(path, job_key(settings, template)) as journal:
-        runner = BatchRunner(settings, journal)
-        runner.adopt_uploads()
-        pending = journal.pending()
-        owner = {i: rec for rec in pending for i in rec.indices()}
-        seen: dict[str, list[str]] = {rec.id: [] for rec in pending}
-        results: dict[int, ChatResult] = {}
+        job = _BatchJob(source, template, session, settings, journal)
+        job.submit()
+        job.wait(display)
+        return job.collect()
 
-        def finished(index: int, result: ChatResult, digest: str = "") -> None:
-            results[index] = result
-            if digest:
-                journal.record(index, digest, result)
 
-        digests: dict[int, str] = {}
+class _BatchJob:
+    """One ``mode="batch"`` run over a journal: what to submit, the wait, the results."""
+
+    def __init__(
+        self,
+        source: _Source,
+        template: Request,
+        session: Session,
+        settings: Any,
+        journal: Journal,
+    ) -> None:
+        self.source, self.template, self.session = source, template, session
+        self.settings, self.journal = settings, journal
+        self.runner = BatchRunner(settings, journal)
+        self.runner.adopt_uploads()
+        self.pending = journal.pending()
+        self.owner = {i: rec for rec in self.pending for i in rec.indices()}
+        self.seen: dict[str, list[str]] = {rec.id: [] for rec in self.pending}
+        self.results: dict[int, ChatResult] = {}
+        self.digests: dict[int, str] = {}
+        self.started = time.perf_counter()
+        self.progress: Progress | None = None
+        self.total = 0
+
+    def finished(self, index: int, result: ChatResult, digest: str = "") -> None:
+        self.results[index] = result
+        if digest:
+            self.journal.record(index, digest, result)
+
+    def submit(self) -> None:
+        """Read the items; those neither done nor in a remote batch go into new batches."""
         try:
-            while (got := source.next()) is not None:
-                index, parts = got
-                if isinstance(parts, ChatImgError):
-                    results[index] = ChatResult.failed(parts)
-                    continue
-                digest = item_digest(parts)
-                if index in journal.done:
-                    journal.check_item(index, digest)
-                    continue
-                rec = owner.get(index)
-                if rec is not None:  # already in a remote batch: never sent again
-                    seen[rec.id].append(digest)
-                    digests[index] = digest
-                    continue
-                try:
-                    prepared = session.prepare(template.evolve(parts=parts), settings)
-                except ChatImgError as exc:
-                    finished(index, exc.partial or ChatResult.failed(exc), digest)
-                    continue
-                digests[index] = digest
-                runner.add(index, digest, prepared.body)
-            runner.finish()
+            while (got := self.source.next()) is not None:
+                self._take(*got)
+            self.runner.finish()
         except BaseException:
-            runner.discard()
+            self.runner.discard()
             raise
-        total = source.read
-        journal.record_total(total)
-        for rec in pending:
-            if part_digest(seen[rec.id]) != rec.digest:
+        self.total = self.source.read
+        self.journal.record_total(self.total)
+        for rec in self.pending:
+            if part_digest(self.seen[rec.id]) != rec.digest:
+                path = self.journal.path
                 raise ConfigError(
-                    f"journal {journal.path.name} was written for other items (batch {rec.id} "
-                    f'holds different ones); run with journal="{new_path(journal.path).name}" for '
-                    f"a new job, or delete {journal.path.name} to start this one over"
+                    f"journal {path.name} was written for other items (batch {rec.id} "
+                    f'holds different ones); run with journal="{new_path(path).name}" for '
+                    f"a new job, or delete {path.name} to start this one over"
                 )
-        records = journal.pending()
-        progress = make_progress(total, display=display, in_notebook=in_notebook())
-        earlier = len(journal.done)
 
-        def on_progress(infos: list[Any]) -> None:
-            done = earlier + len(results) + sum(i.done for i in infos if not i.final)
-            done += sum(i.total for i in infos if i.final)
-            failed = sum(1 for r in results.values() if r.error is not None)
-            failed += sum(i.failed for i in infos)
-            states = sorted({i.status for i in infos})
-            note = f"batch {', '.join(states)}" if states else ""
-            progress.update(min(done, total), failed, time.perf_counter() - started, note=note)
-
+    def _take(self, index: int, parts: Any) -> None:
+        if isinstance(parts, ChatImgError):
+            self.results[index] = ChatResult.failed(parts)
+            return
+        digest = item_digest(parts)
+        if index in self.journal.done:
+            self.journal.check_item(index, digest)
+            return
+        rec = self.owner.get(index)
+        if rec is not None:  # already in a remote batch: never sent again
+            self.seen[rec.id].append(digest)
+            self.digests[index] = digest
+            return
         try:
-            runner.wait(records, on_progress)
+            prepared = self.session.prepare(self.template.evolve(parts=parts), self.settings)
+        except ChatImgError as exc:
+            self.finished(index, exc.partial or ChatResult.failed(exc), digest)
+            return
+        self.digests[index] = digest
+        self.runner.add(index, digest, prepared.body)
+
+    def wait(self, display: bool) -> None:
+        """Poll the remote batches with a progress bar; an interrupt stops only the waiting."""
+        self.records = self.journal.pending()
+        self.progress = make_progress(self.total, display=display, in_notebook=in_notebook())
+        try:
+            self.runner.wait(self.records, self._on_progress)
         except KeyboardInterrupt:
-            progress.close([], [], time.perf_counter() - started)
-            ids = ", ".join(r.id for r in records)
+            self.progress.close([], [], time.perf_counter() - self.started)
+            ids = ", ".join(r.id for r in self.records)
             _say(
-                f"stopped waiting; the batch ({ids}) goes on at {settings.host or 'the demo'}: "
-                f"run the cell again to collect it, ci.batch_cancel({journal.path.name!r}) "
-                "to cancel it"
+                f"stopped waiting; the batch ({ids}) goes on at "
+                f"{self.settings.host or 'the demo'}: run the cell again to collect it, "
+                f"ci.batch_cancel({self.journal.path.name!r}) to cancel it"
             )
             raise
-        for rec in records:
-            runner.collect(rec, lambda i, r: finished(i, r, digests.get(i, "")))
-        for note in runner.notes:
+
+    def _on_progress(self, infos: list[Any]) -> None:
+        assert self.progress is not None
+        done = len(self.journal.done) + len(self.results)
+        done += sum(i.done for i in infos if not i.final) + sum(i.total for i in infos if i.final)
+        failed = sum(1 for r in self.results.values() if r.error is not None)
+        failed += sum(i.failed for i in infos)
+        states = sorted({i.status for i in infos})
+        note = f"batch {', '.join(states)}" if states else ""
+        elapsed = time.perf_counter() - self.started
+        self.progress.update(min(done, self.total), failed, elapsed, note=note)
+
+    def collect(self) -> BatchResults:
+        """Download the output and error files and put every item's result in its place."""
+        for rec in self.records:
+            self.runner.collect(rec, lambda i, r: self.finished(i, r, self.digests.get(i, "")))
+        for note in self.runner.notes:
             _say(note)
         out = []
         resumed = set()
-        for i in range(total):
-            if i in results:
-                out.append(results[i])
-            elif i in journal.done:
+        for i in range(self.total):
+            if i in self.results:
+                out.append(self.results[i])
+            elif i in self.journal.done:
                 resumed.add(i)
-                out.append(journal.result(i))
+                out.append(self.journal.result(i))
             else:
-                out.append(
-                    ChatResult.failed(ChatImgError("no result: run again to send this item"))
-                )
-        final = BatchResults(out, source.labels)
-        progress.close(final, [], time.perf_counter() - started, resumed=resumed)
+                missing = ChatImgError("no result: run again to send this item")
+                out.append(ChatResult.failed(missing))
+        final = BatchResults(out, self.source.labels)
+        assert self.progress is not None
+        self.progress.close(final, [], time.perf_counter() - self.started, resumed=resumed)
         return final
 
 
