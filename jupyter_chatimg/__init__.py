@@ -24,8 +24,10 @@ from ._errors import (
     RateLimitError,
     ServerError,
     StreamError,
+    StructuredOutputError,
+    ToolLoopError,
 )
-from ._result import BatchResults, ChatResult, Choice, Timings
+from ._result import BatchResults, ChatResult, Choice, Timings, ToolCall
 from ._session import Cancel
 
 __version__ = "0.1.0"
@@ -48,7 +50,10 @@ __all__ = [
     "RateLimitError",
     "ServerError",
     "StreamError",
+    "StructuredOutputError",
     "Timings",
+    "ToolCall",
+    "ToolLoopError",
     "__version__",
     "achat",
     "batch_cancel",

@@ -41,6 +41,7 @@ from ._session import (
     Cancel,
     Prepared,
     Session,
+    parse_replies,
     pooled_transport,
     retry_delay,
     retryable,
@@ -422,7 +423,9 @@ def run_batch(
                 'mode="batch" needs journal="NAME.jsonl": the batch id is recorded there, so '
                 "that a re-run resumes the batch instead of paying for it twice"
             )
-        return _run_batch_mode(source, template, session, journal, display)
+        results = _run_batch_mode(source, template, session, journal, display)
+        parse_replies(template, results)  # the Batch API's lines: schema= as live
+        return results
     settings = settings_for(template.settings_overrides())  # bad settings fail once, not per item
     opened = Journal.open(journal, job_key(settings, template)) if journal is not None else None
     try:
@@ -432,7 +435,9 @@ def run_batch(
                 f"journal {opened.path.name} has Batch API work still out ({ids}); run with "
                 'mode="batch" to collect it, or ci.batch_cancel(journal) first'
             )
-        return _run_live(source, template, session, opened, concurrency, display)
+        results = _run_live(source, template, session, opened, concurrency, display)
+        parse_replies(template, results)  # items read back from the journal
+        return results
     finally:
         if opened is not None:
             opened.close()

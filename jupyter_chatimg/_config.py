@@ -205,6 +205,11 @@ class Settings:
     history_images: int = _setting(
         16, "Images a `--chat` conversation keeps (the oldest turns go first)."
     )
+    max_tool_rounds: int = _setting(
+        8,
+        "Rounds of running the Python functions passed as tools before the loop stops "
+        "(the model is asked at most this many times plus one).",
+    )
     demo: bool = field(default=False, metadata={"user": False})
     debug: bool = _setting(False, "Full tracebacks instead of one-line errors.")
 
@@ -504,6 +509,12 @@ def _validate(s: Settings) -> None:
         value = getattr(s, name)
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
             raise bad(name, f"{value!r} must be a positive number of seconds")
+    if (
+        not isinstance(s.max_tool_rounds, int)
+        or isinstance(s.max_tool_rounds, bool)
+        or s.max_tool_rounds < 0
+    ):
+        raise bad("max_tool_rounds", f"{s.max_tool_rounds!r} must be a whole number >= 0")
     if not isinstance(s.max_retries, int) or s.max_retries < 0:
         raise bad("max_retries", f"{s.max_retries!r} must be a whole number >= 0")
     if not isinstance(s.max_side, int) or isinstance(s.max_side, bool) or s.max_side < 0:

@@ -10,6 +10,10 @@ seen the error.
     ChatImgError
     ├── ConfigError            settings that cannot work (bad option, missing key ...)
     ├── ImageInputError        something given as an image that cannot be sent
+    ├── ToolLoopError          the model still asked for tools after max_tool_rounds
+    │                          (.partial: every round, the last one's calls not run)
+    ├── StructuredOutputError  the reply is not valid JSON or does not fit the schema
+    │                          (.partial: the result, text kept; .field: the first failing one)
     └── APIError               the endpoint answered with an error (.status, .message, .body)
         ├── AuthenticationError    401 / 403
         ├── NotFoundError          404 (usually an unknown model)
@@ -42,6 +46,8 @@ __all__ = [
     "RateLimitError",
     "ServerError",
     "StreamError",
+    "StructuredOutputError",
+    "ToolLoopError",
     "one_line",
     "size_text",
 ]
@@ -64,6 +70,28 @@ class ConfigError(ChatImgError):
 
 class ImageInputError(ChatImgError):
     """Something given as an image cannot be turned into one."""
+
+
+class ToolLoopError(ChatImgError):
+    """The model still asked for tools after ``max_tool_rounds`` rounds of running them.
+
+    ``partial`` holds every round (``.rounds``); the last reply's calls were
+    shown but not run.
+    """
+
+
+class StructuredOutputError(ChatImgError):
+    """The reply is not valid JSON, or does not fit the schema it was asked for.
+
+    ``partial`` is the result with its text kept (``.parsed`` is None);
+    ``field`` names the first failing field (``""`` for the whole reply) and
+    ``reason`` says what is wrong with it.
+    """
+
+    def __init__(self, message: str, *, field: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.field = field
+        self.reason = reason
 
 
 class APIError(ChatImgError):

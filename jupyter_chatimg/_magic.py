@@ -88,7 +88,10 @@ class ChatImg(_SettingTraits):  # type: ignore[misc]
         Options: --model/-m M, --image/-i EXPR (repeatable), --system/-s TEXT,
         --no-stream, --temperature/-t F, --top-p F, --n/-n N, --max-tokens N,
         --stop S (up to 4), --presence-penalty F, --frequency-penalty F,
-        --seed N, --user ID, --json, --logit-bias JSON, --tools EXPR,
+        --seed N, --user ID, --json, --logit-bias JSON, --tools EXPR (tool dicts,
+        or Python functions the model may call: they run in the kernel),
+        --max-tool-rounds N, --schema EXPR (a pydantic model, dataclass, TypedDict
+        or JSON Schema dict: result.parsed is the validated object),
         --tool-choice V, --extra JSON, --detail {auto,low,high}, --max-side PX,
         --base-url URL, --api-key-env NAME, --out/-o NAME, --chat, --reset,
         --cache, --stats, --timeout S, --debug, --each EXPR, --concurrency/-j K.
@@ -148,6 +151,8 @@ class ChatImg(_SettingTraits):  # type: ignore[misc]
         params = dict(args.params)
         if args.tools_expr:
             params["tools"] = _tools(args.tools_expr, namespace)
+        if args.schema_expr:
+            params["schema"] = _schema(args.schema_expr, namespace)
         if args.extra is not None:
             params["extra"] = args.extra
         fields = request_fields(
@@ -159,6 +164,7 @@ class ChatImg(_SettingTraits):  # type: ignore[misc]
             detail=args.detail,
             cache=args.cache,
             show_stats=args.show_stats,
+            max_tool_rounds=args.max_tool_rounds,
             **params,
         )
         return Request(
@@ -311,8 +317,40 @@ def _evaluate(expr: str, namespace: dict[str, Any], option: str) -> Any:
 
 
 def _tools(expr: str, namespace: dict[str, Any]) -> Any:
+    """``--tools EXPR``: a JSON list, or an expression giving a function, a tool dict or a
+    list of them (anything else is refused here, before anything is sent)."""
     text = expr.strip()
+    value: Any = None
     if text.startswith("["):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = None
+    if value is None:
+        try:
+            value = eval(text, namespace)
+        except Exception as exc:
+            raise ConfigError(
+                f"--tools {expr}: {type(exc).__name__}: {exc}; give a function, a list of "
+                "functions and tool dicts, or a JSON list"
+            ) from None
+    if isinstance(value, dict):
+        return [value]
+    if (callable(value) and not isinstance(value, type)) or isinstance(value, (list, tuple)):
+        return value
+    kind = type(value).__name__
+    article = "an" if kind[:1].lower() in "aeiou" else "a"
+    raise ConfigError(
+        f"--tools {expr}: {article} {kind} is not a function or a list of tools; give "
+        "a function, a list of functions and tool dicts, or a JSON list"
+    )
+
+
+def _schema(expr: str, namespace: dict[str, Any]) -> Any:
+    """``--schema EXPR``: a JSON object written in the cell, or an expression (checked later,
+    before anything is sent)."""
+    text = expr.strip()
+    if text.startswith("{"):
         try:
             return json.loads(text)
         except ValueError:
@@ -321,7 +359,8 @@ def _tools(expr: str, namespace: dict[str, Any]) -> Any:
         return eval(text, namespace)
     except Exception as exc:
         raise ConfigError(
-            f"--tools {expr}: {type(exc).__name__}: {exc}; give a list of tool dicts or a JSON list"
+            f"--schema {expr}: {type(exc).__name__}: {exc}; give a pydantic model class, a "
+            "dataclass, a TypedDict or a JSON Schema dict from the notebook"
         ) from None
 
 

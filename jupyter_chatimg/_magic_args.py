@@ -24,6 +24,9 @@ class MagicArgs:
     stream: bool | None = None
     params: dict[str, Any] = field(default_factory=dict)
     tools_expr: str | None = None
+    schema_expr: str | None = None
+    """An expression giving the schema of the reply (``--schema``)."""
+    max_tool_rounds: int | None = None
     extra: dict[str, Any] | None = None
     detail: str | None = None
     max_side: int | None = None
@@ -83,6 +86,8 @@ def _build_parser() -> _Parser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--logit-bias", metavar="JSON")
     p.add_argument("--tools", metavar="EXPR")
+    p.add_argument("--max-tool-rounds", type=int, metavar="N")
+    p.add_argument("--schema", metavar="EXPR")
     p.add_argument("--tool-choice")
     p.add_argument("--extra", metavar="JSON")
     p.add_argument("--detail", choices=["auto", "low", "high"])
@@ -154,6 +159,13 @@ def _check(ns: argparse.Namespace) -> None:
             "--api-key-env takes the NAME of an environment variable, not the key itself "
             "(a cell's source is saved in the notebook); e.g. --api-key-env MY_KEY"
         )
+    if ns.schema is not None and ns.json:
+        raise ConfigError(
+            "--schema and --json both set the reply's format; keep one of them "
+            "(--schema already asks for JSON that fits it)"
+        )
+    if ns.max_tool_rounds is not None and ns.max_tool_rounds < 0:
+        raise ConfigError(f"--max-tool-rounds: {ns.max_tool_rounds} must be a whole number >= 0")
     if ns.each is not None and ns.chat:
         raise ConfigError("--each runs the prompt once per image on its own; drop --chat")
     if ns.concurrency is not None and ns.each is None:
@@ -168,6 +180,8 @@ def _from_namespace(ns: argparse.Namespace, prompt: str) -> MagicArgs:
     logit_bias = _json_option("--logit-bias", ns.logit_bias, want=dict)
     if ns.json and extra and "response_format" in extra:
         raise ConfigError("--json and --extra both set response_format; keep one of them")
+    if ns.schema is not None and extra and "response_format" in extra:
+        raise ConfigError("--schema and --extra both set response_format; keep one of them")
     params: dict[str, Any] = {
         "temperature": ns.temperature,
         "top_p": ns.top_p,
@@ -189,6 +203,8 @@ def _from_namespace(ns: argparse.Namespace, prompt: str) -> MagicArgs:
         stream=ns.stream,
         params={k: v for k, v in params.items() if v is not None},
         tools_expr=ns.tools,
+        schema_expr=ns.schema,
+        max_tool_rounds=ns.max_tool_rounds,
         extra=extra,
         detail=ns.detail,
         max_side=ns.max_side,
@@ -224,7 +240,7 @@ def _split(line: str) -> list[str]:
         raise ConfigError(f"cannot read the options ({exc}); check the quotes") from None
 
 
-_EXPRESSION_OPTIONS = frozenset({"--image", "-i", "--tools", "--each"})
+_EXPRESSION_OPTIONS = frozenset({"--image", "-i", "--tools", "--schema", "--each"})
 """Options whose value is a Python expression: kept as written, quotes and all."""
 
 

@@ -17,6 +17,7 @@ from ._image_inputs import to_image_urls
 from ._images import DEFAULT_MAX_SIDE, decode_data_uri
 from ._markdown import find_markdown_images
 from ._request import ImageRef, Request, as_images
+from ._result import ToolCall
 
 __all__ = [
     "Conversation",
@@ -25,6 +26,7 @@ __all__ = [
     "content_from_parts",
     "history_text",
     "system_message",
+    "tool_round_messages",
     "user_message",
 ]
 
@@ -303,3 +305,41 @@ def _summary(message: Mapping[str, Any], limit: int = 70) -> str:
     flat = " ".join(text.split())
     short = flat if len(flat) <= limit else flat[: limit - 1] + "…"
     return repr(short) + (f" + {images} image(s)" if images else "")
+
+
+def tool_round_messages(
+    text: str,
+    calls: Sequence[ToolCall],
+    images: Mapping[str, Sequence[Any]],
+    *,
+    max_side: int = DEFAULT_MAX_SIDE,
+    detail: str | None = None,
+) -> list[dict[str, Any]]:
+    """The messages that carry one round of a tool loop back to the model.
+
+    The assistant's reply with its ``tool_calls`` (``text`` as its content),
+    one ``tool`` message per call (``tool_call_id``, the call's output), and,
+    when calls returned images (``images``: call id -> PIL images), one user
+    message holding them as image parts (a tool message cannot carry images).
+    """
+    assistant: dict[str, Any] = {
+        "role": "assistant",
+        "content": text or None,
+        "tool_calls": [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in calls
+        ],
+    }
+    out = [assistant]
+    out.extend({"role": "tool", "tool_call_id": c.id, "content": c.output or ""} for c in calls)
+    parts: list[Any] = []
+    for call in calls:
+        returned = images.get(call.id) or []
+        if not returned:
+            continue
+        label = "the image" if len(returned) == 1 else f"the {len(returned)} images"
+        parts.append(f"({label} returned by {call.name}, call {call.id}:)\n")
+        parts.extend(ImageRef(im, f"the result of {call.name}") for im in returned)
+    if parts:
+        out.append(user_message(content_from_parts(parts, max_side=max_side, detail=detail)))
+    return out

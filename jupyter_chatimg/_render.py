@@ -215,6 +215,9 @@ class LiveReply:
         self._unprinted: list[str] = []  # choice 0's text not printed yet (terminal)
         self._holding = False  # an image is still arriving at the end of that text
         self.updates = 0
+        self.decorate: Callable[[str, bool], tuple[str, str]] | None = None
+        """Adds to each composed update (``_render_tools.ToolView``: tool calls, earlier
+        rounds): ``(markdown, final) -> (markdown, plain to add)``."""
 
     # -- streaming -----------------------------------------------------------
 
@@ -275,7 +278,7 @@ class LiveReply:
                     return
                 if not self._due():
                     return
-            elif text or delta.images or delta.refusal:
+            elif text or delta.images or delta.refusal or delta.tool_calls:
                 # The first text is never held back by the placeholder's window.
                 self._shown_text = True
         if self._wants_deltas:
@@ -413,6 +416,9 @@ class LiveReply:
             blocks.append(body)
             plains.append(_PLAIN_IMAGE.sub("[image]", choice.text[:4000]))
         markdown = "\n\n---\n\n".join(b for b in blocks if b)
+        if self.decorate is not None:
+            markdown, more = self.decorate(markdown, final)
+            plains.append(more)
         if not markdown.strip() and not final:
             markdown = PLACEHOLDER
         tail = list(self.notes)

@@ -179,6 +179,9 @@ class Request:
     ``base_url``, ``max_side`` ...; see ``Settings``); ``params`` are request
     fields (``temperature``, ``tools`` ...) and ``extra`` a dict merged into
     the body unchecked. ``chat`` continues the session's conversation.
+    ``tools`` may hold Python functions (the session runs them in a tool
+    loop); ``schema`` asks for structured output (a pydantic model class, a
+    dataclass, a TypedDict or a JSON Schema dict; checked by the session).
     """
 
     parts: tuple[str | ImageRef, ...]
@@ -188,6 +191,7 @@ class Request:
     params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     extra: Mapping[str, Any] | None = None
     overrides: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    schema: Any = None
 
     def evolve(self, **changes: Any) -> Request:
         """A copy with some fields changed."""
@@ -255,14 +259,17 @@ def request_fields(**kwargs: Any) -> dict[str, Any]:
     """Sort ``chat()``-style keywords into a Request's ``overrides``, ``extra`` and ``params``.
 
     Keywords that name a setting are settings for this request; ``extra`` is a
-    dict merged into the body; everything else is a request field.
+    dict merged into the body; ``schema`` asks for structured output;
+    everything else is a request field.
     """
     overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in SETTING_NAMES}
     extra = kwargs.pop("extra", None)
+    schema = kwargs.pop("schema", None)
     if extra is not None and not isinstance(extra, Mapping):
         raise ConfigError(f"extra: expected a dict of request fields, got {type(extra).__name__}")
     return {
         "params": MappingProxyType(dict(kwargs)),
         "extra": MappingProxyType(dict(extra)) if extra is not None else None,
         "overrides": MappingProxyType({k: v for k, v in overrides.items() if v is not None}),
+        "schema": schema,
     }

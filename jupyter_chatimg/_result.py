@@ -1,4 +1,4 @@
-"""ChatResult and its choices: plain data, no I/O."""
+"""ChatResult and its choices, tool calls and rounds: plain data, no I/O."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["BatchResults", "ChatResult", "Choice", "Timings"]
+__all__ = ["BatchResults", "ChatResult", "Choice", "Timings", "ToolCall"]
 
 
 @dataclass
@@ -40,6 +40,57 @@ class Choice:
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass
+class ToolCall:
+    """One call of a tool that the model asked for, and what the kernel made of it.
+
+    ``arguments`` is the JSON text as the model sent it (``args`` parses it).
+    When the function is one of the Python callables passed as tools, it runs
+    in the kernel: ``ran`` is then true, ``result`` holds what it returned
+    (None when it raised), ``error`` a one-line reason when the call failed
+    (unknown name, unparsable or invalid arguments, an exception), ``output``
+    the text sent back to the model in the ``tool`` message and ``seconds``
+    how long it took. ``round`` is the index in ``ChatResult.rounds`` of the
+    reply that asked for it.
+    """
+
+    id: str
+    name: str
+    arguments: str = ""
+    round: int = 0
+    ran: bool = False
+    result: Any = None
+    error: str | None = None
+    output: str | None = None
+    seconds: float | None = None
+
+    @property
+    def args(self) -> Any:
+        """The arguments parsed from JSON (None when they are not valid JSON)."""
+        import json
+
+        try:
+            return json.loads(self.arguments) if self.arguments.strip() else {}
+        except ValueError:
+            return None
+
+    @classmethod
+    def from_wire(cls, call: dict[str, Any], *, round: int = 0, position: int = 0) -> ToolCall:
+        """A call from the wire shape ``{"id", "type", "function": {"name", "arguments"}}``.
+
+        A call without an id gets ``call_<round>_<position>`` (the ``tool``
+        message that answers it must name one).
+        """
+        raw = call.get("function")
+        function: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        return cls(
+            id=str(call.get("id") or f"call_{round}_{position}"),
+            name=str(function.get("name") or ""),
+            arguments=str(function.get("arguments") or ""),
+            round=round,
+        )
+
+
 @dataclass(repr=False)
 class ChatResult:
     """What came back for one request: text, images, usage, timings, and any error."""
@@ -62,6 +113,15 @@ class ChatResult:
     demo: bool = False
     warnings: list[str] = field(default_factory=list)
     """Oddities in the reply that were ignored (e.g. a choice with a negative index)."""
+    parsed: Any = None
+    """The validated object for ``schema=`` / ``--schema`` (an instance of that type), the
+    parsed JSON for ``--json`` (``response_format`` ``json_object``), else None."""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    """The tool calls the model asked for (of the first choice; in a tool loop, of every
+    round, in order), each with its result when the kernel ran it."""
+    rounds: list[ChatResult] = field(default_factory=list)
+    """The model replies of a tool loop, in order (when Python callables were passed as
+    tools); empty when there was no loop. ``text`` and ``choices`` are the last one's."""
 
     @property
     def text(self) -> str:
@@ -93,6 +153,12 @@ class ChatResult:
             parts.append(f"model={self.model!r}")
         if self.finish_reason:
             parts.append(f"finish_reason={self.finish_reason!r}")
+        if self.tool_calls:
+            parts.append(f"tool_calls={len(self.tool_calls)}")
+        if self.rounds:
+            parts.append(f"rounds={len(self.rounds)}")
+        if self.parsed is not None:
+            parts.append(f"parsed={type(self.parsed).__name__}")
         if self.error is not None:
             parts.append(f"error={str(self.error)!r}")
         return f"ChatResult({', '.join(parts)})"

@@ -7,6 +7,7 @@ the server refused) and, for the first group, that nothing reached the server.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import struct
@@ -44,7 +45,24 @@ def claimed_png(width: int, height: int) -> bytes:
     )
 
 
+def crop(img: Image.Image) -> Image.Image:
+    """A tool whose parameter (a PIL image) has no JSON Schema."""
+    return img
+
+
+def measure(width: int) -> int:
+    return width
+
+
+@dataclasses.dataclass
+class Size:
+    width: int
+
+
 NAMESPACE: dict[str, Any] = {
+    "crop": crop,
+    "measure": measure,
+    "Size": Size,
     "count": 3,
     "settings": {"a": 1},
     "corrupt": b"\x89PNG\r\n\x1a\nnot really a png",
@@ -292,8 +310,47 @@ BEFORE_SENDING: dict[str, tuple[str, str]] = {
     ),
     "--tools naming nothing": (
         "%%chatimg --tools nosuch\nhi",
-        "--tools nosuch: NameError: name 'nosuch' is not defined; give a list of tool dicts or a "
-        "JSON list",
+        "--tools nosuch: NameError: name 'nosuch' is not defined; give a function, a list of "
+        "functions and tool dicts, or a JSON list",
+    ),
+    "--tools naming a number": (
+        "%%chatimg --tools count\nhi",
+        "--tools count: an int is not a function or a list of tools; give a function, a list "
+        "of functions and tool dicts, or a JSON list",
+    ),
+    "a tool whose parameter has no JSON Schema": (
+        "%%chatimg --tools crop\nhi",
+        "tools: crop(img: Image): the type Image has no JSON Schema; use str, int, float, bool, "
+        "list, dict, Literal, Optional, an enum, a dataclass, a TypedDict or a pydantic model",
+    ),
+    "a lambda as a tool": (
+        "%%chatimg --tools '[lambda x: x]'\nhi",
+        "tools: '<lambda>' cannot be a tool name (letters, digits, _ and -, at most 64); pass a "
+        "function defined with def",
+    ),
+    "--schema that is a number": (
+        "%%chatimg --schema count\nhi",
+        "schema: 3 (an int) is not a schema; give a pydantic model class, a dataclass, a "
+        "TypedDict or a JSON Schema dict",
+    ),
+    "--schema that is a dict but no schema": (
+        "%%chatimg --schema settings\nhi",
+        "schema: {'a': 1} is not a JSON Schema (no type, properties or $ref); give a pydantic "
+        "model class, a dataclass, a TypedDict or a JSON Schema dict",
+    ),
+    "--schema naming nothing": (
+        "%%chatimg --schema Nosuch\nhi",
+        "--schema Nosuch: NameError: name 'Nosuch' is not defined; give a pydantic model class, "
+        "a dataclass, a TypedDict or a JSON Schema dict from the notebook",
+    ),
+    "--schema with --json": (
+        "%%chatimg --schema Size --json\nhi",
+        "--schema and --json both set the reply's format; keep one of them (--schema already "
+        "asks for JSON that fits it)",
+    ),
+    "a negative --max-tool-rounds": (
+        "%%chatimg --tools measure --max-tool-rounds -1\nhi",
+        "--max-tool-rounds: -1 must be a whole number >= 0",
     ),
     "invalid JSON in --tool-choice": (
         "%%chatimg --tool-choice '{bad'\nhi",

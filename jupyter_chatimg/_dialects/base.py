@@ -20,6 +20,9 @@ class Delta:
     images: list[str] = field(default_factory=list)
     refusal: str = ""
     finish_reason: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    """When this event changed the choice's tool calls: all of them so far, merged
+    (wire shape ``{"id", "type", "function": {"name", "arguments"}}``)."""
 
 
 class ReplyParser(Protocol):

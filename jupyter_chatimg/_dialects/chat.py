@@ -327,13 +327,17 @@ class StreamParser:
             state.refusal.append(refusal)
             out.refusal = refusal
         tool_calls = body.get("tool_calls")
-        if tool_calls is not None and isinstance(tool_calls, list):
+        if tool_calls is not None and isinstance(tool_calls, list) and tool_calls:
             _merge_tool_calls(state.tool_calls, tool_calls)
+            out.tool_calls = [
+                {"id": c["id"], "type": c["type"], "function": dict(c["function"])}
+                for c in state.tool_calls.values()
+            ]
         reason = raw.get("finish_reason")
         if reason and isinstance(reason, str):
             state.finish_reason = reason
             out.finish_reason = reason
-        if out.text or out.images or out.refusal or out.finish_reason:
+        if out.text or out.images or out.refusal or out.finish_reason or out.tool_calls:
             return out
         return None
 
@@ -438,21 +442,53 @@ def _content_parts(parts: list[Any]) -> tuple[str, list[str]]:
 
 
 def _merge_tool_calls(acc: dict[int, dict[str, Any]], calls: list[Any]) -> None:
+    """Merge one event's ``tool_calls`` pieces into the calls so far (DESIGN 4.3).
+
+    A piece with an ``index`` belongs to that call. Without one (some servers
+    omit it): a piece whose ``id`` was seen belongs to that call, one with a new
+    ``id`` starts a call, and one without ``id`` continues the last call if it
+    is the event's first piece and names no other function (else it is the
+    next call, by position).
+    A name sent again whole (some servers repeat it in every piece) is not doubled.
+    """
     for n, call in enumerate(calls):
         if not isinstance(call, Mapping):
             continue
-        idx = call.get("index", n)
+        idx = call.get("index")
+        cid = call.get("id") if isinstance(call.get("id"), str) and call.get("id") else None
+        if not isinstance(idx, int) or isinstance(idx, bool):
+            known = [k for k, slot in acc.items() if cid is not None and slot["id"] == cid]
+            if known:
+                idx = known[0]
+            elif cid is None and n == 0 and acc and not _starts_another(acc, call):
+                idx = next(reversed(acc))
+            else:
+                idx = max(acc) + 1 if acc else 0
         slot = acc.setdefault(
             idx, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
         )
-        if call.get("id"):
-            slot["id"] = call["id"]
+        if cid is not None:
+            slot["id"] = cid
+        if isinstance(call.get("type"), str) and call["type"]:
+            slot["type"] = call["type"]
         fn = call.get("function")
         if isinstance(fn, Mapping):
-            if isinstance(fn.get("name"), str):
-                slot["function"]["name"] += fn["name"]
-            if isinstance(fn.get("arguments"), str):
-                slot["function"]["arguments"] += fn["arguments"]
+            name = fn.get("name")
+            if isinstance(name, str) and name != slot["function"]["name"]:
+                slot["function"]["name"] += name
+            arguments = fn.get("arguments")
+            if isinstance(arguments, str):
+                slot["function"]["arguments"] += arguments
+            elif isinstance(arguments, Mapping):  # a few servers send an object, not JSON text
+                slot["function"]["arguments"] += json.dumps(arguments, ensure_ascii=False)
+
+
+def _starts_another(acc: dict[int, dict[str, Any]], call: Mapping[str, Any]) -> bool:
+    """An index-less, id-less piece naming another function than the last call: a new call."""
+    fn = call.get("function")
+    name = fn.get("name") if isinstance(fn, Mapping) else None
+    last = acc[next(reversed(acc))]["function"]["name"]
+    return isinstance(name, str) and bool(name) and bool(last) and name != last
 
 
 def parse_completion(obj: Any) -> ChatResult:

@@ -114,7 +114,7 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
             )
         # Bad defaults fail here, once: the fields are checked as the request is prepared.
         self._fields = request_fields(**defaults)
-        Session.check_fields(self._fields["params"])
+        Session.check_fields(self._fields["params"], schema=self._fields["schema"])
         self._overrides = dict(self._fields["overrides"])
         self._temperature_given = temperature is not None
         self._lock = threading.Lock()
@@ -477,6 +477,7 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
             chat=True,  # the panel's own conversation, with the same rules as --chat
             params=self._request_params(),
             extra=self._fields["extra"],
+            schema=self._fields["schema"],
             overrides={k: v for k, v in overrides.items() if v is not None},
         )
         return self._session.prepare(request)
