@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -20,6 +20,8 @@ class Delta:
     images: list[str] = field(default_factory=list)
     refusal: str = ""
     finish_reason: str | None = None
+    partial_image: str | None = None
+    """A partial image (``data:`` URI) that replaces the previous one (Images API streams)."""
 
 
 class ReplyParser(Protocol):
@@ -47,3 +49,7 @@ class Dialect(Protocol):
     def stream_parser(self) -> ReplyParser: ...
 
     def parse_whole(self, obj: Any) -> ChatResult: ...
+
+    def form(self, body: Mapping[str, Any]) -> tuple[dict[str, str], list[Any]] | None:
+        """The body as multipart (text fields, files for httpx's ``files=``), or None for JSON."""
+        ...
