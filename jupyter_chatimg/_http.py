@@ -237,7 +237,13 @@ class Client:
         try:
             with self._http() as http:
                 response = self._request(
-                    http, "POST", self._url(dialect.path), body, on_retry, cancel
+                    http,
+                    "POST",
+                    self._url(dialect.path),
+                    body,
+                    on_retry,
+                    cancel,
+                    dialect.form(body),
                 )
                 cancel._attach(response)
                 try:
@@ -246,8 +252,9 @@ class Client:
                         self._read_stream(response, parser, on_delta, cancel, started, first)
                         result = parser.result()
                         if not parser.finished:
+                            missing = getattr(parser, "cut_reason", "no [DONE]")
                             raise StreamError(
-                                "the connection closed before the reply finished (no [DONE]); "
+                                f"the connection closed before the reply finished ({missing}); "
                                 "the partial reply is kept - run the cell again for a whole one",
                                 partial=result,
                             )
@@ -310,7 +317,9 @@ class Client:
                 if cancel.is_set:
                     raise self._cancelled(parser, cancel)
                 for delta in parser.feed(sse.data, sse.event or "message"):
-                    if not first and (delta.text or delta.images or delta.refusal):
+                    if not first and (
+                        delta.text or delta.images or delta.refusal or delta.partial_image
+                    ):
                         first.append(time.perf_counter())
                     if on_delta is not None:
                         on_delta(delta, parser)
@@ -399,15 +408,21 @@ class Client:
         body: dict[str, Any] | None,
         on_retry: Callable[[str], None] | None,
         cancel: Cancel | None = None,
+        form: tuple[dict[str, str], list[Any]] | None = None,
     ) -> httpx.Response:
-        """Send with retries before the first byte; return a 2xx streaming response."""
-        payload = (
-            json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-            if body is not None
-            else None
-        )
+        """Send with retries before the first byte; return a 2xx streaming response.
+
+        ``body`` goes as JSON, or, when ``form`` is given (a dialect's
+        multipart fields and files), as ``multipart/form-data`` instead.
+        """
         headers = self._headers()
-        if payload is not None:
+        payload: _Payload | None = None
+        if form is not None:
+            payload = _Payload(data=form[0], files=form[1])
+        elif body is not None:
+            payload = _Payload(
+                content=json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+            )
             headers["Content-Type"] = "application/json"
         attempt = 0
         while True:
@@ -484,12 +499,15 @@ class Client:
         http: httpx.Client,
         method: str,
         url: str,
-        payload: bytes | None,
+        payload: _Payload | None,
         headers: httpx.Headers,
     ) -> httpx.Response:
         origin = _origin(url)
         for _ in range(MAX_REDIRECTS + 1):
-            request = http.build_request(method, url, content=payload, headers=headers)
+            # Built anew for every try and redirect: a multipart body is read as it is sent.
+            request = http.build_request(
+                method, url, headers=headers, **(payload.arguments() if payload else {})
+            )
             response = http.send(request, stream=True)
             if (
                 response.status_code not in (301, 302, 303, 307, 308)
@@ -535,6 +553,21 @@ class Client:
             error.hint = f"check the model name ({s.model!r}) and the base URL; %chatimg_models lists the models"
         elif isinstance(error, BadRequestError) and "stream_options" in error.message:
             error.hint = "this server rejects stream_options"
+
+
+@dataclass(frozen=True)
+class _Payload:
+    """A request body: JSON bytes (``content``), or multipart text fields and files."""
+
+    content: bytes | None = None
+    data: Mapping[str, str] | None = None
+    files: list[Any] | None = None
+
+    def arguments(self) -> dict[str, Any]:
+        """Keywords for ``httpx.Client.build_request``."""
+        if self.content is not None:
+            return {"content": self.content}
+        return {"data": dict(self.data or {}), "files": list(self.files or [])}
 
 
 class _TooLarge(Exception):
