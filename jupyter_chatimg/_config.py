@@ -109,6 +109,11 @@ class Settings:
         "Model id (default: the demo's demo-vision offline, else gpt-4o-mini).",
         env="CHATIMG_MODEL",
     )
+    image_models: tuple[str, ...] = _setting(
+        (),
+        "Model ids served by the Images API besides gpt-image*, dall-e* and chatgpt-image* "
+        "(--api auto sends them to /images/generations and /images/edits).",
+    )
     base_url: str = _setting(
         OPENAI_DEFAULT_BASE_URL,
         'Endpoint base URL, e.g. https://api.openai.com/v1; "demo" for the built-in demo.',
@@ -469,5 +474,7 @@ def _validate(s: Settings) -> None:
         raise bad(
             "max_side", f"{s.max_side!r} must be a whole number of pixels >= 0 (0 = send as is)"
         )
+    if isinstance(s.image_models, str) or not all(isinstance(m, str) for m in s.image_models):
+        raise bad("image_models", f"{s.image_models!r} must be a list of model ids")
     if not s.model.strip():
         raise bad("model", "is empty; give a model id such as gpt-4o-mini")

@@ -28,6 +28,7 @@ from ._errors import ConfigError
 from ._image_inputs import is_image_like
 
 __all__ = [
+    "API_CHOICES",
     "EMPTY_PROMPT",
     "MAX_IMAGES",
     "ImageRef",
@@ -39,6 +40,8 @@ __all__ = [
     "request_fields",
 ]
 
+API_CHOICES = ("auto", "chat", "images")
+"""Which wire dialect a request speaks (``api=``, ``--api``): ``auto`` picks by the model."""
 EMPTY_PROMPT = "empty prompt: write a question in the cell, or attach an image with --image NAME"
 MAX_IMAGES = 1000
 """More images than this in one request is refused before any is read (an endless
@@ -179,6 +182,9 @@ class Request:
     ``base_url``, ``max_side`` ...; see ``Settings``); ``params`` are request
     fields (``temperature``, ``tools`` ...) and ``extra`` a dict merged into
     the body unchecked. ``chat`` continues the session's conversation.
+    ``api`` picks the dialect (``auto``, ``chat``, ``images``; None: auto) and
+    ``mask`` is the mask of an Images API edit (its transparent pixels mark
+    where to edit).
     """
 
     parts: tuple[str | ImageRef, ...]
@@ -188,6 +194,8 @@ class Request:
     params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     extra: Mapping[str, Any] | None = None
     overrides: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    api: str | None = None
+    mask: ImageRef | None = None
 
     def evolve(self, **changes: Any) -> Request:
         """A copy with some fields changed."""
@@ -255,14 +263,21 @@ def request_fields(**kwargs: Any) -> dict[str, Any]:
     """Sort ``chat()``-style keywords into a Request's ``overrides``, ``extra`` and ``params``.
 
     Keywords that name a setting are settings for this request; ``extra`` is a
-    dict merged into the body; everything else is a request field.
+    dict merged into the body; ``api`` picks the dialect and ``mask`` is the
+    mask of an Images API edit; everything else is a request field.
     """
     overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in SETTING_NAMES}
     extra = kwargs.pop("extra", None)
     if extra is not None and not isinstance(extra, Mapping):
         raise ConfigError(f"extra: expected a dict of request fields, got {type(extra).__name__}")
+    api = kwargs.pop("api", None)
+    if api is not None and (not isinstance(api, str) or api.strip().lower() not in API_CHOICES):
+        raise ConfigError(f"api: {api!r} is not one of {', '.join(API_CHOICES)}")
+    mask = kwargs.pop("mask", None)
     return {
         "params": MappingProxyType(dict(kwargs)),
         "extra": MappingProxyType(dict(extra)) if extra is not None else None,
         "overrides": MappingProxyType({k: v for k, v in overrides.items() if v is not None}),
+        "api": api.strip().lower() if api is not None else None,
+        "mask": mask if mask is None or isinstance(mask, ImageRef) else ImageRef(mask, "mask"),
     }

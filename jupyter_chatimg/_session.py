@@ -26,7 +26,18 @@ from ._config import Settings, resolve_settings
 from ._dialects import Dialect
 from ._dialects.chat import DIALECT as CHAT
 from ._dialects.chat import build_request as build_body
-from ._errors import BadRequestError, ChatImgError
+from ._dialects.images import (
+    EDIT,
+    GENERATION,
+    IMAGE_ONLY_FIELDS,
+    build_edit,
+    build_generation,
+    checked_fields,
+    choose_api,
+    wants_stream,
+)
+from ._dialects.images import check_fields as check_image_fields
+from ._errors import BadRequestError, ChatImgError, ConfigError
 from ._fetch import fetch_result_images
 from ._http import MAX_RETRY_AFTER, Cancel, Client, pooled_transport, retry_delay, retryable
 from ._images import encode_pil, image_digest
@@ -34,6 +45,7 @@ from ._messages import Conversation, build_messages, history_text
 from ._render import LiveReply, Sink
 from ._request import Request
 from ._result import ChatResult
+from ._uploads import build_image_inputs
 
 __all__ = [
     "DEMO_NOTE",
@@ -63,6 +75,19 @@ def settings_for(overrides: Mapping[str, Any]) -> Settings:
 
         settings = settings.with_overrides(base_url=ensure_demo_server().url)
     return settings
+
+
+def _refuse_image_fields(request: Request, settings: Settings) -> None:
+    """A chat request with Images API fields (``size=``, ``mask=`` ...) is a mistake: say so."""
+    names = [k for k, v in request.params.items() if k in IMAGE_ONLY_FIELDS and v is not None]
+    if request.mask is not None:
+        names.append("mask")
+    if names:
+        raise ConfigError(
+            f"{names[0]}: an Images API field, but {settings.model} speaks chat completions; "
+            "use an image model (gpt-image-1 ...), --api images (api='images'), or list the "
+            "model in %config ChatImg.image_models"
+        )
 
 
 def digest_request(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -113,8 +138,20 @@ class Session:
 
     @staticmethod
     def check_fields(params: Mapping[str, Any]) -> None:
-        """Refuse unknown or ill-typed request fields now (``ConfigError``), before any send."""
-        build_body("model", [], stream=False, params=params)
+        """Refuse unknown or ill-typed request fields now (``ConfigError``), before any send.
+
+        Fields of either dialect pass: which one a request speaks depends on its model.
+        """
+        images = {k: v for k, v in params.items() if k in IMAGE_ONLY_FIELDS}
+        check_image_fields(images)
+        build_body(
+            "model", [], stream=False, params={k: v for k, v in params.items() if k not in images}
+        )
+
+    @staticmethod
+    def api_for(request: Request, settings: Settings) -> str:
+        """``chat`` or ``images``: the dialect ``request`` speaks (the one place it is chosen)."""
+        return choose_api(request.api, settings.model, settings.image_models)
 
     @staticmethod
     def list_models(overrides: Mapping[str, Any] | None = None) -> list[str]:
@@ -142,6 +179,9 @@ class Session:
         try:
             settings = settings_for(request.settings_overrides())
             conversation = self.conversation if request.chat else None
+            if self.api_for(request, settings) == "images":
+                return self._prepare_images(request, settings, conversation)
+            _refuse_image_fields(request, settings)
             messages = build_messages(request, settings, conversation)
             body = build_body(
                 settings.model,
@@ -160,6 +200,36 @@ class Session:
                 )
             raise
         return Prepared(request, settings, CHAT, body, messages.user, messages.notes)
+
+    @staticmethod
+    def _prepare_images(
+        request: Request, settings: Settings, conversation: Conversation | None
+    ) -> Prepared:
+        """An Images API request: a generation, or (with images) a multipart edit."""
+        model = settings.model
+        stream = wants_stream(model, settings.stream, request.params)
+        edit = any(True for _ in request.images()) or bool(
+            conversation is not None and conversation.pending_images
+        )
+        checked_fields(model, request.params, edit=edit, stream=stream)  # before any encoding
+        inputs = build_image_inputs(request, settings, conversation)
+        if inputs.images:
+            body = build_edit(
+                model,
+                inputs.prompt,
+                inputs.images,
+                inputs.mask,
+                stream=stream,
+                params=request.params,
+                extra=request.extra,
+            )
+            dialect = EDIT
+        else:
+            body = build_generation(
+                model, inputs.prompt, stream=stream, params=request.params, extra=request.extra
+            )
+            dialect = GENERATION
+        return Prepared(request, settings, dialect, body, inputs.user, inputs.notes)
 
     def send(
         self,
