@@ -451,6 +451,8 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
             params=self._request_params(),
             extra=self._fields["extra"],
             overrides={k: v for k, v in overrides.items() if v is not None},
+            api=self._fields["api"],
+            mask=self._fields["mask"],
         )
         return self._session.prepare(request)
 
