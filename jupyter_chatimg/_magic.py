@@ -72,6 +72,8 @@ class ChatImg(_SettingTraits):  # type: ignore[misc]
     def _push(name: str, value: Any) -> None:
         if name == "image_hosts" and value is not None:
             value = tuple(h.lower() for h in value)
+        if name == "image_models" and value is not None:
+            value = tuple(value)
         _config.set_configured(name, value)
 
     # -- magics ------------------------------------------------------------------
@@ -89,7 +91,11 @@ class ChatImg(_SettingTraits):  # type: ignore[misc]
         --seed N, --user ID, --json, --logit-bias JSON, --tools EXPR,
         --tool-choice V, --extra JSON, --detail {auto,low,high}, --max-side PX,
         --base-url URL, --api-key-env NAME, --out/-o NAME, --chat, --reset,
-        --cache, --stats, --timeout S, --debug, --each EXPR, --concurrency/-j K.
+        --cache, --stats, --timeout S, --debug, --each EXPR, --concurrency/-j K;
+        the Images API: --api {auto,chat,images}, --size WxH, --quality Q,
+        --background {transparent,opaque,auto}, --output-format {png,jpeg,webp},
+        --partial-images N, --mask EXPR (gpt-image*, dall-e*, chatgpt-image* and
+        ChatImg.image_models use it by default; with --image it is an edit).
         ``{name}`` in the prompt inserts a notebook variable (images in place;
         also ``{Out[3]}``, ``{imgs[0]}``). ``--each imgs`` sends the prompt once
         per image of ``imgs`` (K at a time) and shows a table of the replies;
@@ -138,6 +144,10 @@ class ChatImg(_SettingTraits):  # type: ignore[misc]
             for expr in args.images
         )
         params = dict(args.params)
+        if args.mask is not None:
+            params["mask"] = ImageRef(
+                _evaluate(args.mask, namespace, "--mask"), f"--mask {args.mask}"
+            )
         if args.tools_expr:
             params["tools"] = _tools(args.tools_expr, namespace)
         if args.extra is not None:
@@ -151,6 +161,7 @@ class ChatImg(_SettingTraits):  # type: ignore[misc]
             detail=args.detail,
             cache=args.cache,
             show_stats=args.show_stats,
+            api=args.api,
             **params,
         )
         return Request(
