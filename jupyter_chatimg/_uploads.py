@@ -87,13 +87,14 @@ def _mask_png(ref: ImageRef, first: str, settings: Settings) -> str:
             f"{ref.label}: the mask is {mask.width}x{mask.height} but the first image is "
             f"{wanted[0]}x{wanted[1]}; a mask must be the size of the image it edits"
         )
-    has_alpha = mask.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in mask.info
+    # (An RGBA mask with no transparent pixel was sent as RGB by the encoder: the same case.)
+    alpha = mask.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in mask.info
     rgba = mask.convert("RGBA")
     low, _ = rgba.getchannel("A").getextrema()  # type: ignore[misc]
-    if not has_alpha or low == 255:
+    if not alpha or low == 255:
         raise ImageInputError(
             f"{ref.label}: the mask has no transparent pixels, and those mark where to edit; "
-            "make them transparent (e.g. mask.putalpha(...)) and send it as RGBA"
+            "make it RGBA with the area to change transparent (mask.putalpha(...))"
         )
     buf = io.BytesIO()
     rgba.save(buf, "PNG")

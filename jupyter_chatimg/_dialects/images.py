@@ -118,6 +118,16 @@ _UNSUPPORTED: dict[str, tuple[str, ...]] = {
     "dall-e-3": (*_GPT_ONLY, "partial_images", "input_fidelity"),
     "other": (),
 }
+_TAKEN_BY = {
+    "background": "GPT image models",
+    "output_format": "GPT image models",
+    "output_compression": "GPT image models",
+    "moderation": "GPT image models",
+    "style": "dall-e-3",
+    "response_format": "dall-e models; GPT image models always return b64_json",
+    "partial_images": "models that stream; dall-e does not",
+    "input_fidelity": "GPT image models",
+}
 _EDIT_ONLY = ("input_fidelity",)
 _GENERATION_ONLY = ("moderation", "style")
 _PROMPT_LIMIT = {"gpt-image": 32000, "gpt-image-2": 32000, "dall-e-2": 1000, "dall-e-3": 4000}
@@ -235,7 +245,7 @@ def _check_size(value: Any, model: str, kind: str) -> str:
 
 def _check_field(name: str, value: Any, model: str, kind: str, edit: bool) -> Any:
     if name in _UNSUPPORTED[kind]:
-        raise ConfigError(f"{name}: {model} does not take it (the Images API: {FIELDS[name]})")
+        raise ConfigError(f"{name}: {model} does not take it (only {_TAKEN_BY[name]}); drop it")
     if edit and name in _GENERATION_ONLY:
         raise ConfigError(f"{name}: an edit does not take it (only a generation, with no images)")
     if not edit and name in _EDIT_ONLY:
