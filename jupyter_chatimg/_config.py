@@ -85,6 +85,7 @@ def _setting(
     *,
     env: str | None = None,
     choices: tuple[str, ...] | None = None,
+    shown: str | None = None,
     user: bool = True,
 ) -> Any:
     """Declare one setting: its default, what it means, and where else it may come from.
@@ -94,7 +95,7 @@ def _setting(
     settings table (``settings_table()``). ``user=False`` marks resolved values
     that are not user settings (the key, where it came from, demo mode).
     """
-    meta = {"doc": doc, "env": env, "choices": choices, "user": user}
+    meta = {"doc": doc, "env": env, "choices": choices, "shown": shown, "user": user}
     if isinstance(default, (list, dict, set)):
         raise TypeError("settings are immutable: use a tuple")
     return field(default=default, metadata=meta)
@@ -106,18 +107,24 @@ class Settings:
 
     model: str = _setting(
         DEMO_VISION_MODEL,
-        "Model id (default: the demo's demo-vision offline, else gpt-4o-mini).",
+        "Model id.",
         env="CHATIMG_MODEL",
+        shown="`CHATIMG_MODEL`, else `demo-vision` on the demo, `gpt-4o-mini` elsewhere",
     )
     image_models: tuple[str, ...] = _setting(
         (),
-        "Model ids served by the Images API besides gpt-image*, dall-e* and chatgpt-image* "
-        "(--api auto sends them to /images/generations and /images/edits).",
+        "Model ids served by the Images API besides `gpt-image*`, `dall-e*` and "
+        "`chatgpt-image*` (`--api auto` sends them to `/images/generations` and "
+        '`/images/edits`), e.g. a gateway\'s FLUX: `["flux-schnell"]`.',
+        shown="none",
     )
     base_url: str = _setting(
         OPENAI_DEFAULT_BASE_URL,
-        'Endpoint base URL, e.g. https://api.openai.com/v1; "demo" for the built-in demo.',
-        env="CHATIMG_BASE_URL, OPENAI_BASE_URL",
+        "Endpoint base URL, e.g. `https://api.openai.com/v1`; `demo` selects the built-in "
+        "demo whatever keys the environment holds.",
+        env="CHATIMG_BASE_URL",
+        shown="`CHATIMG_BASE_URL`, else `OPENAI_BASE_URL`, else OpenAI (or the demo when "
+        "there is no key either)",
     )
     api_key: Secret | None = field(
         default=None, repr=False, compare=False, metadata={"user": False}
@@ -126,58 +133,74 @@ class Settings:
     """Where the key came from (the environment variable's NAME), for messages."""
     api_key_env: str | None = _setting(
         None,
-        "NAME of the environment variable holding the key for base_url (never the key).",
-        env="CHATIMG_API_KEY, OPENAI_API_KEY (the keys themselves)",
+        "NAME of the environment variable holding the key for `base_url` (never the key).",
+        shown="none",
     )
     stream: bool = _setting(True, "Stream replies as they are written.")
     timeout: float = _setting(
         120.0,
         "Seconds without data before a request or a stream is given up (headers included).",
+        shown="`120`",
     )
     total_timeout: float | None = _setting(
-        None, "Seconds a whole reply may take (default: no limit while text keeps coming)."
+        None, "Seconds a whole reply may take.", shown="none (no limit while data keeps coming)"
     )
-    connect_timeout: float = _setting(10.0, "Seconds to connect to the endpoint.")
+    connect_timeout: float = _setting(10.0, "Seconds to connect to the endpoint.", shown="`10`")
     max_retries: int = _setting(
-        2, "Retries before the first byte of a reply (429, 5xx, no answer)."
+        2, "Retries on 408/409/429/5xx and connection errors, only before the reply begins."
     )
     max_side: int = _setting(
         2048, "Downscale bound for sent images, long side in pixels (0 = send as is)."
     )
     detail: str | None = _setting(
-        None, "image_url.detail for sent images.", choices=("auto", "low", "high")
+        None,
+        "`image_url.detail` of sent images.",
+        choices=("auto", "low", "high"),
+        shown="not sent",
     )
     update_interval: float = _setting(0.05, "Seconds between in-place updates of a reply.")
-    show_stats: bool = _setting(False, "Show a footer with model, tokens and timings.")
+    show_stats: bool = _setting(
+        False, "Show a footer with model, tokens and timings (`--stats` for one cell)."
+    )
     trust_html: bool = _setting(
         False, "Let raw HTML in replies through (only for endpoints you trust)."
     )
     image_hosts: tuple[str, ...] = _setting(
-        (), "If set, returned image URLs are fetched only from these hosts."
+        (),
+        "If set, returned image URLs are fetched only from these hosts.",
+        shown="any public host",
     )
     image_timeout: float = _setting(
-        30.0, "Seconds a returned image's download may take in all (headers included)."
+        30.0,
+        "Seconds a returned image's download may take in all (headers included).",
+        shown="`30`",
     )
-    max_image_bytes: int = _setting(50_000_000, "Largest returned image download in bytes.")
-    max_reply_bytes: int = _setting(200_000_000, "Largest reply in bytes.")
+    max_image_bytes: int = _setting(
+        50_000_000, "Largest returned image download, in bytes.", shown="50 MB"
+    )
+    max_reply_bytes: int = _setting(200_000_000, "Largest reply, in bytes.", shown="200 MB")
     max_display_chars: int = _setting(
-        1_000_000, "Characters of a reply shown in the notebook (the rest stays in result.text)."
+        1_000_000,
+        "Characters of a reply shown in the notebook (the rest stays in `result.text`).",
+        shown="1,000,000",
     )
     cache: bool = _setting(False, "Answer identical requests from a local cache.")
     cache_dir: str | None = _setting(
         None,
-        "Directory of the reply cache (default: $CHATIMG_CACHE_DIR, else ~/.cache/jupyter_chatimg).",
-        env="CHATIMG_CACHE_DIR",
+        "Where the reply cache lives.",
+        shown="`$CHATIMG_CACHE_DIR`, else `~/.cache/jupyter_chatimg`",
     )
-    cache_max_bytes: int = _setting(200_000_000, "Size bound of the reply cache in bytes.")
+    cache_max_bytes: int = _setting(
+        200_000_000, "Size bound of the cache (oldest entries go first).", shown="200 MB"
+    )
     history_turns: int = _setting(
-        20, "Earlier turns a --chat conversation keeps; the oldest go first."
+        20, "Earlier turns a `--chat` conversation keeps (the oldest go first)."
     )
     history_images: int = _setting(
-        16, "Images a --chat conversation keeps; the oldest turns go first."
+        16, "Images a `--chat` conversation keeps (the oldest turns go first)."
     )
     demo: bool = field(default=False, metadata={"user": False})
-    debug: bool = _setting(False, "Show full tracebacks instead of one-line errors.")
+    debug: bool = _setting(False, "Full tracebacks instead of one-line errors.")
 
     @property
     def host(self) -> str:
@@ -199,14 +222,11 @@ def settings_table() -> str:
     """The README's settings table (markdown), derived from the declarations."""
     rows = ["| setting | default | meaning |", "|---|---|---|"]
     for f in SETTINGS:
-        default = f.default
-        shown = "none" if default is None or default == () else repr(default)
-        if f.metadata.get("choices"):
-            shown += " (" + ", ".join(f.metadata["choices"]) + ")"
+        shown = f.metadata.get("shown") or f"`{f.default!r}`"
         doc = f.metadata["doc"]
-        if f.metadata.get("env"):
-            doc += f" Environment: {f.metadata['env']}."
-        rows.append(f"| `{f.name}` | `{shown}` | {doc} |")
+        if f.metadata.get("choices"):
+            doc += " One of " + ", ".join(f"`{c}`" for c in f.metadata["choices"]) + "."
+        rows.append(f"| `{f.name}` | {shown} | {doc} |")
     return "\n".join(rows) + "\n"
 
 

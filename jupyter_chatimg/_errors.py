@@ -23,6 +23,7 @@ seen the error.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -41,6 +42,8 @@ __all__ = [
     "RateLimitError",
     "ServerError",
     "StreamError",
+    "one_line",
+    "size_text",
 ]
 
 
@@ -140,7 +143,21 @@ class StreamError(APIError):
         return one_line(f"{self.message}{tail}")
 
 
+# Server text in an error line must not drive a terminal (escape sequences) nor
+# show raw bytes: control characters (C0, DEL, C1) go, on every error path.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
 def one_line(text: str, limit: int = 300) -> str:
-    """Fold ``text`` to a single line of at most ``limit`` characters."""
-    flat = " ".join(str(text).split())
+    """Fold ``text`` to a single line of at most ``limit`` characters, without control characters."""
+    flat = " ".join(_CONTROL.sub(" ", str(text)).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def size_text(n: int) -> str:
+    """``n`` bytes for a message: 512 bytes, 40 KB, 3.5 MB."""
+    if n < 1000:
+        return f"{n} bytes"
+    if n < 1_000_000:
+        return f"{n / 1000:.3g} KB"
+    return f"{n / 1_000_000:.3g} MB"

@@ -18,9 +18,10 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from ._config import Settings
-from ._errors import ChatImgError, ImageInputError
+from ._errors import ChatImgError, ImageInputError, size_text
 from ._http import (
     USER_AGENT,
+    Downloaded,
     DownloadError,
     DownloadTimeout,
     DownloadTooLarge,
@@ -135,19 +136,50 @@ def _accept(host: str, max_bytes: int) -> Callable[[int, Mapping[str, str]], boo
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > max_bytes:
             raise ImageInputError(
-                f"not fetched: {_size(int(declared))} is above the {_size(max_bytes)} limit"
+                f"not fetched: {size_text(int(declared))} is above the {size_text(max_bytes)} limit"
             )
         return True
 
     return accept
 
 
-def _size(n: int) -> str:
-    if n < 1000:
-        return f"{n} bytes"
-    if n < 1_000_000:
-        return f"{n / 1000:.3g} KB"
-    return f"{n / 1_000_000:.3g} MB"
+def _pinned(
+    url: str,
+    allow_private: frozenset[str] | bool,
+    allowed_hosts: tuple[str, ...],
+    resolver: Resolver,
+) -> tuple[str, str, dict[str, str], bool]:
+    """(the URL with the checked address in place of the host, the host, headers, https?).
+
+    Every rule that needs only the URL and DNS is applied here: scheme, host
+    list, addresses. Connecting to the address that was checked means no
+    second DNS answer can differ.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ImageInputError(
+            f"not fetched: only http(s) image links are loaded, not {parts.scheme or 'this'}:"
+        )
+    host = parts.hostname.lower()
+    if allowed_hosts and not any(host == h or host.endswith("." + h) for h in allowed_hosts):
+        raise ImageInputError(f"not fetched: {host} is not in ChatImg.image_hosts")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        ips = resolver(host, port)
+    except (OSError, ValueError):
+        ips = []
+    if not ips:
+        raise ImageInputError(f"not fetched: the host {host} does not resolve")
+    _check_address(host, ips, allow_private)
+    ip = ips[0]
+    netloc = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+    pinned = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+    headers = {
+        "Host": parts.netloc.rsplit("@", 1)[-1],
+        "User-Agent": USER_AGENT,
+        "Accept": "image/*",
+    }
+    return pinned, host, headers, parts.scheme == "https"
 
 
 def fetch_image(
@@ -172,61 +204,51 @@ def fetch_image(
     deadline = time.monotonic() + timeout
     resolver = resolver or _default_resolver()
     for _ in range(MAX_REDIRECTS + 1):
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ImageInputError(
-                f"not fetched: only http(s) image links are loaded, not {parts.scheme or 'this'}:"
-            )
-        host = parts.hostname.lower()
-        if allowed_hosts and not any(host == h or host.endswith("." + h) for h in allowed_hosts):
-            raise ImageInputError(f"not fetched: {host} is not in ChatImg.image_hosts")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        try:
-            ips = resolver(host, port)
-        except (OSError, ValueError):
-            ips = []
-        if not ips:
-            raise ImageInputError(f"not fetched: the host {host} does not resolve")
-        _check_address(host, ips, allow_private)
-        ip = ips[0]
-        # Connect to the address we checked (no second DNS answer can differ).
-        netloc = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
-        pinned = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
-        headers = {
-            "Host": parts.netloc.rsplit("@", 1)[-1],
-            "User-Agent": USER_AGENT,
-            "Accept": "image/*",
-        }
+        pinned, host, headers, https = _pinned(url, allow_private, allowed_hosts, resolver)
         left = deadline - time.monotonic()
         if left <= 0:
             raise ImageInputError(f"not fetched: took longer than {timeout:g} s")
-        try:
-            got = download(
-                pinned,
-                headers=headers,
-                sni_hostname=host if parts.scheme == "https" else None,
-                timeout=left,
-                max_bytes=max_bytes,
-                accept=_accept(host, max_bytes),
-                transport=transport,
-            )
-        except DownloadTimeout as exc:
-            if str(exc) == "no answer":
-                raise ImageInputError(
-                    f"not fetched: {host} did not answer within {timeout:g} s"
-                ) from None
-            raise ImageInputError(f"not fetched: took longer than {timeout:g} s") from None
-        except DownloadTooLarge as exc:
-            raise ImageInputError(f"not fetched: larger than the {exc} limit") from None
-        except DownloadUnreachable as exc:
-            raise ImageInputError(f"not fetched: cannot reach {host} ({exc})") from None
-        except DownloadError as exc:
-            raise ImageInputError(f"not fetched: the download from {host} broke ({exc})") from None
+        got = _download(pinned, host, headers, https, left, timeout, max_bytes, transport)
         if got.status != 200:
             url = urljoin(url, got.headers["location"])
             continue
         return decode_image_bytes(got.body, label="returned image")
     raise ImageInputError("not fetched: too many redirects")
+
+
+def _download(
+    pinned: str,
+    host: str,
+    headers: dict[str, str],
+    https: bool,
+    left: float,
+    timeout: float,
+    max_bytes: int,
+    transport: Any,
+) -> Downloaded:
+    """One GET of a checked address, its failures as one-line ``ImageInputError``s."""
+    try:
+        return download(
+            pinned,
+            headers=headers,
+            sni_hostname=host if https else None,
+            timeout=left,
+            max_bytes=max_bytes,
+            accept=_accept(host, max_bytes),
+            transport=transport,
+        )
+    except DownloadTimeout as exc:
+        if str(exc) == "no answer":
+            raise ImageInputError(
+                f"not fetched: {host} did not answer within {timeout:g} s"
+            ) from None
+        raise ImageInputError(f"not fetched: took longer than {timeout:g} s") from None
+    except DownloadTooLarge as exc:
+        raise ImageInputError(f"not fetched: larger than the {exc} limit") from None
+    except DownloadUnreachable as exc:
+        raise ImageInputError(f"not fetched: cannot reach {host} ({exc})") from None
+    except DownloadError as exc:
+        raise ImageInputError(f"not fetched: the download from {host} broke ({exc})") from None
 
 
 def fetch_result_images(

@@ -8,24 +8,23 @@ the one raw GET that ``_fetch`` builds returned-image downloads on.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import random
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import httpx
 from httpx_sse import EventSource
 
-from ._config import Settings
+from ._bounded import Abandoned, close_quietly, in_thread
+from ._config import Settings, host_of, origin_of
 from ._dialects import Delta, Dialect, ReplyParser
 from ._dialects.chat import DIALECT as CHAT
-from ._dialects.errors import error_from_response, retry_after_seconds
+from ._dialects.errors import body_excerpt, error_from_response
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -35,8 +34,11 @@ from ._errors import (
     NotFoundError,
     StreamError,
     one_line,
+    size_text,
 )
+from ._guard import GuardedStream, KeyMask, Stalled, TooLarge, TooLong, scrub_error
 from ._result import ChatResult
+from ._retry import retry_delay, retryable
 
 __all__ = [
     "Cancel",
@@ -47,24 +49,14 @@ __all__ = [
     "DownloadUnreachable",
     "download",
     "pooled_transport",
-    "retry_delay",
-    "retryable",
 ]
 
 USER_AGENT = "jupyter-chatimg/0.1"
-RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
-MAX_RETRY_AFTER = 60.0
-"""Longer server advice than this is not waited for: exponential backoff instead."""
-BACKOFF_BASE = 0.5
-BACKOFF_MAX = 8.0
 MAX_REDIRECTS = 5
 DEADLINE_GRACE = 0.25
 """Seconds a deadline waits past the socket timeout of the same length (see ``download``)."""
 ERROR_BODY_BYTES = 100_000
 """How much of an error answer is read (its message is near the start)."""
-
-DEFAULT_IMAGE_TRANSPORT: httpx.BaseTransport | None = None
-"""Transport for image downloads when none is passed (a hook for tests and proxies)."""
 
 DEFAULT_SLEEP: Callable[[float], None] | None = None
 """How a ``Client`` made without ``sleep=`` waits between retries (a hook for tests);
@@ -86,34 +78,6 @@ def ssl_context() -> ssl.SSLContext:
     return _SSL_CONTEXT
 
 
-def retry_delay(
-    attempt: int, headers: Mapping[str, str] | None = None, *, rng: random.Random | None = None
-) -> float:
-    """Seconds to wait before retry number ``attempt`` (0-based).
-
-    The server's ``retry-after-ms`` / ``retry-after`` when it is at most
-    ``MAX_RETRY_AFTER``; else exponential backoff with jitter.
-    """
-    advice = retry_after_seconds(headers or {})
-    if advice is not None and advice <= MAX_RETRY_AFTER:
-        return advice
-    base: float = min(BACKOFF_MAX, BACKOFF_BASE * (2**attempt))
-    jitter: float = (rng or random).uniform(0.75, 1.0)
-    return base * jitter
-
-
-def retryable(error: APIError) -> bool:
-    """Whether a failed try may be repeated: 408, 409, 429, >= 500, or no answer at all.
-
-    Never a reply that broke off mid-way (``StreamError``): its first byte came.
-    """
-    if isinstance(error, StreamError):
-        return False
-    if error.status is None:
-        return isinstance(error, APIConnectionError)
-    return error.status in RETRYABLE_STATUS
-
-
 class Cancel:
     """A Stop button for one request: thread-safe, closes the connection at once."""
 
@@ -124,14 +88,15 @@ class Cancel:
         self.reason = "stopped"
 
     def set(self, reason: str = "stopped") -> None:
+        """Stop: returns at once; the connection is closed in the background."""
         self.reason = reason
         self._event.set()
         with self._lock:
             response = self._response
         if response is not None:
-            # Closing from another thread is best effort: the reader notices either way.
-            with contextlib.suppress(Exception):
-                response.close()
+            # Closing a response another thread is reading can wait on httpcore's locks:
+            # never in the caller's thread (a Stop button, a cell calling panel.stop()).
+            threading.Thread(target=close_quietly, args=(response,), daemon=True).start()
 
     @property
     def is_set(self) -> bool:
@@ -197,17 +162,7 @@ class Client:
         with self._http() as http:
             response = self._request(http, "GET", self._url("/models"), None, None)
             try:
-                data = json.loads(_read_at_most(response, self.settings.max_reply_bytes))
-            except ValueError:
-                raise APIError(
-                    f"GET /models on {self.settings.host} did not return JSON; check the base URL",
-                    status=response.status_code,
-                ) from None
-            except httpx.HTTPError as exc:
-                raise APIConnectionError(
-                    f"the connection to {self.settings.host} broke while listing models "
-                    f"({type(exc).__name__}); try again"
-                ) from None
+                data = self._read_whole(response, [])
             finally:
                 response.close()
         items = data.get("data") if isinstance(data, Mapping) else data
@@ -224,11 +179,13 @@ class Client:
         cancel: Cancel | None = None,
         dialect: Dialect = CHAT,
     ) -> ChatResult:
-        """Send one chat completion request and read the whole reply.
+        """Send one request in ``dialect`` and read the whole reply.
 
-        Streams when ``body["stream"]``; every content delta goes to
-        ``on_delta`` as it arrives. A reply cut short raises ``StreamError``
-        carrying the partial result (``.error`` set).
+        Streams when the server answers with an event stream; every delta goes
+        to ``on_delta`` as it arrives. A reply cut short raises ``StreamError``
+        carrying the partial result (``.error`` set). A kernel interrupt closes
+        the connection and goes on as ``KeyboardInterrupt`` whose
+        ``chatimg_error`` is that ``StreamError``, partial reply and all.
         """
         cancel = cancel or Cancel()
         started = time.perf_counter()
@@ -245,44 +202,56 @@ class Client:
                     cancel,
                     dialect.form(body),
                 )
-                cancel._attach(response)
-                try:
-                    content_type = response.headers.get("content-type", "")
-                    if "text/event-stream" in content_type:
-                        self._read_stream(response, parser, on_delta, cancel, started, first)
-                        result = parser.result()
-                        if not parser.finished:
-                            missing = getattr(parser, "cut_reason", "no [DONE]")
-                            raise StreamError(
-                                f"the connection closed before the reply finished ({missing}); "
-                                "the partial reply is kept - run the cell again for a whole one",
-                                partial=result,
-                            )
-                    else:
-                        result = dialect.parse_whole(self._read_whole(response, first))
-                finally:
-                    cancel._attach(None)
-                    response.close()
+                result = self._read(response, dialect, parser, on_delta, cancel, first)
         except StreamError as exc:
             self._scrub(exc)
-            partial = exc.partial or parser.result()
-            self._finish(partial, body, started, first, exc)
-            exc.partial = partial
+            exc.partial = exc.partial or parser.result()
+            self._finish(exc.partial, body, started, first, exc)
             raise
-        except KeyboardInterrupt:
-            partial = parser.result()
+        except KeyboardInterrupt as interrupt:
             err = StreamError(
                 "interrupted by the user; the connection was closed and the partial reply kept",
-                partial=partial,
+                partial=parser.result(),
             )
             err.reason = "interrupted"  # type: ignore[attr-defined]
-            self._finish(partial, body, started, first, err)
-            raise err from None
+            self._finish(err.partial, body, started, first, err)  # type: ignore[arg-type]
+            interrupt.chatimg_error = err  # type: ignore[attr-defined]
+            raise
         except APIError as exc:
             self._scrub(exc)
             raise
         self._finish(result, body, started, first, None)
         return result
+
+    def _read(
+        self,
+        response: httpx.Response,
+        dialect: Dialect,
+        parser: ReplyParser,
+        on_delta: Callable[[Delta, ReplyParser], None] | None,
+        cancel: Cancel,
+        first: list[float],
+    ) -> ChatResult:
+        """The reply of a 2xx response: an event stream, or one whole JSON document."""
+        cancel._attach(response)
+        try:
+            # A media type is case-insensitive: TEXT/EVENT-STREAM is an event stream too.
+            content_type = response.headers.get("content-type", "").lower()
+            if "text/event-stream" not in content_type:
+                return dialect.parse_whole(self._read_whole(response, first))
+            self._read_stream(response, parser, on_delta, cancel, first)
+            result = parser.result()
+            if not parser.finished:
+                missing = getattr(parser, "cut_reason", "no [DONE]")
+                raise StreamError(
+                    f"the connection closed before the reply finished ({missing}); "
+                    "the partial reply is kept - run the cell again for a whole one",
+                    partial=result,
+                )
+            return result
+        finally:
+            cancel._attach(None)
+            response.close()
 
     def _finish(
         self,
@@ -305,18 +274,22 @@ class Client:
         parser: ReplyParser,
         on_delta: Callable[[Delta, ReplyParser], None] | None,
         cancel: Cancel,
-        started: float,
         first: list[float],
     ) -> None:
-        limit = self.settings.max_reply_bytes
-        # httpx-sse reads the text through ``iter_text``; the proxy counts it as it
-        # comes, so the size bound holds even for one endless line with no event end.
-        events = EventSource(cast(httpx.Response, _Counted(response, limit)))
+        s = self.settings
+        guard = GuardedStream(response, s, self._key())
+        # httpx-sse reads the text through the guard, which counts it (the size bound
+        # holds even for one endless line), masks the key and cuts a stream that
+        # sends nothing but comments or keep-alives for ``timeout`` seconds.
+        events = EventSource(cast(httpx.Response, guard))
         try:
             for sse in events.iter_sse():
                 if cancel.is_set:
                     raise self._cancelled(parser, cancel)
-                for delta in parser.feed(sse.data, sse.event or "message"):
+                deltas = parser.feed(sse.data, sse.event or "message")
+                if deltas or len(sse.data) > 2:
+                    guard.last_data = time.monotonic()
+                for delta in deltas:
                     if not first and (
                         delta.text or delta.images or delta.refusal or delta.partial_image
                     ):
@@ -325,30 +298,38 @@ class Client:
                         on_delta(delta, parser)
                 if parser.done:
                     break
-        except _TooLarge:
-            raise StreamError(
-                f"the reply passed the size limit of {_size(limit)} and was cut; "
-                "raise ChatImg.max_reply_bytes if you trust this endpoint",
-                partial=parser.result(),
-            ) from None
-        except httpx.TimeoutException:
+        except (TooLarge, Stalled, TooLong, httpx.HTTPError, OSError, RuntimeError) as exc:
             if cancel.is_set:
                 raise self._cancelled(parser, cancel) from None
-            raise StreamError(
-                f"no data from {self.settings.host} for {self.settings.timeout:g} s mid-reply; "
-                "the partial reply is kept (raise --timeout for slow models)",
-                partial=parser.result(),
-            ) from None
-        except (httpx.HTTPError, OSError, RuntimeError) as exc:
-            if cancel.is_set:
-                raise self._cancelled(parser, cancel) from None
-            raise StreamError(
-                f"the connection to {self.settings.host} broke mid-reply ({type(exc).__name__}); "
-                "the partial reply is kept - run the cell again for a whole one",
-                partial=parser.result(),
-            ) from None
+            raise StreamError(self._cut_reason(exc), partial=parser.result()) from None
         if cancel.is_set and not parser.finished:
             raise self._cancelled(parser, cancel)
+
+    def _cut_reason(self, exc: BaseException) -> str:
+        s = self.settings
+        if isinstance(exc, TooLarge):
+            return (
+                f"the reply passed the size limit of {size_text(s.max_reply_bytes)} and was cut; "
+                "raise ChatImg.max_reply_bytes if you trust this endpoint"
+            )
+        if isinstance(exc, (httpx.TimeoutException, Stalled)):
+            return (
+                f"no data from {s.host} for {s.timeout:g} s mid-reply; "
+                "the partial reply is kept (raise --timeout for slow models)"
+            )
+        if isinstance(exc, TooLong):
+            return (
+                f"the reply took longer than total_timeout ({s.total_timeout:g} s) and was cut; "
+                "the partial reply is kept"
+            )
+        return (
+            f"the connection to {s.host} broke mid-reply ({type(exc).__name__}); "
+            "the partial reply is kept - run the cell again for a whole one"
+        )
+
+    def _key(self) -> str | None:
+        key = self.settings.api_key
+        return key.reveal() if key is not None else None
 
     @staticmethod
     def _cancelled(parser: ReplyParser, cancel: Cancel) -> StreamError:
@@ -362,7 +343,7 @@ class Client:
         declared = response.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             raise APIError(
-                f"the reply is {_size(int(declared))}, above the limit of {_size(limit)}; "
+                f"the reply is {size_text(int(declared))}, above the limit of {size_text(limit)}; "
                 "raise ChatImg.max_reply_bytes if you trust this endpoint",
                 status=response.status_code,
             )
@@ -374,7 +355,7 @@ class Client:
                 buf += piece
                 if len(buf) > limit:
                     raise APIError(
-                        f"the reply passed the size limit of {_size(limit)}; "
+                        f"the reply passed the size limit of {size_text(limit)}; "
                         "raise ChatImg.max_reply_bytes if you trust this endpoint",
                         status=response.status_code,
                     )
@@ -388,16 +369,18 @@ class Client:
                 f"the connection to {self.settings.host} broke while reading the reply "
                 f"({type(exc).__name__}); try again"
             ) from None
+        data = KeyMask(self._key()).mask_bytes(buf)
+        del buf
         try:
-            obj = json.loads(buf)  # from the bytearray: no second copy of a large reply
+            obj = json.loads(data)  # from the bytearray: no second copy of a large reply
         except ValueError:
+            answered = host_of(str(response.url)) or self.settings.host
             raise APIError(
-                f"the reply from {self.settings.host} is not JSON: "
-                f"{one_line(bytes(buf[:200]).decode('utf-8', 'replace'), 120)}; "
+                f"the reply from {answered} is not JSON: {body_excerpt(response.headers.get('content-type', ''), data)}; "
                 "check that the base URL points at an OpenAI-compatible API",
                 status=response.status_code,
             ) from None
-        del buf
+        del data
         return obj
 
     def _request(
@@ -428,41 +411,14 @@ class Client:
         while True:
             if cancel is not None and cancel.is_set:
                 raise StreamError(f"{cancel.reason} before the reply began", partial=ChatResult())
-            status: int | None = None
-            resp_headers: Mapping[str, str] = {}
-            try:
-                response = self._send(http, method, url, payload, headers)
-            except httpx.TimeoutException as exc:
-                error: APIError = APITimeoutError(
-                    f"{self.settings.host} did not answer within "
-                    f"{self._timeout_of(exc):g} s; check that the server is up, or raise --timeout"
-                )
-            except (httpx.TransportError, OSError) as exc:
-                error = APIConnectionError(
-                    f"cannot reach {self.settings.host} ({_reason(exc)}); check the base URL "
-                    "and that the server is running"
-                )
-            else:
-                if response.status_code < 300:
-                    return response
-                status = response.status_code
-                resp_headers = response.headers
-                try:
-                    raw = _read_at_most(response, ERROR_BODY_BYTES)
-                except httpx.HTTPError:
-                    raw = b""
-                finally:
-                    response.close()
-                error = error_from_response(status, resp_headers, raw)
-                self._scrub(error)
-                self._add_hint(error)
-                if not retryable(error):
-                    raise error
-            if attempt >= self.settings.max_retries:
+            outcome = self._try(http, method, url, payload, headers, cancel)
+            if isinstance(outcome, httpx.Response):
+                return outcome
+            error, status, resp_headers = outcome
+            if not retryable(error) or attempt >= self.settings.max_retries:
                 if attempt:
-                    error.hint = (
-                        error.hint + "; " if error.hint else ""
-                    ) + f"gave up after {attempt + 1} tries"
+                    tries = f"gave up after {attempt + 1} tries"
+                    error.hint = f"{error.hint}; {tries}" if error.hint else tries
                 raise error
             delay = retry_delay(attempt, resp_headers)
             self.attempts.append((status, delay))
@@ -478,6 +434,49 @@ class Client:
                     partial=ChatResult(),
                 )
             attempt += 1
+
+    def _try(
+        self,
+        http: httpx.Client,
+        method: str,
+        url: str,
+        payload: _Payload | None,
+        headers: httpx.Headers,
+        cancel: Cancel | None,
+    ) -> httpx.Response | tuple[APIError, int | None, Mapping[str, str]]:
+        """One try: a 2xx response, or (the error, its status, its headers)."""
+        try:
+            response = self._send(http, method, url, payload, headers, cancel)
+        except httpx.TimeoutException as exc:
+            return (
+                APITimeoutError(
+                    f"{self.settings.host} did not answer within "
+                    f"{self._timeout_of(exc):g} s; check that the server is up, or raise --timeout"
+                ),
+                None,
+                {},
+            )
+        except (httpx.TransportError, OSError) as exc:
+            return (
+                APIConnectionError(
+                    f"cannot reach {self.settings.host} ({_reason(exc)}); check the base URL "
+                    "and that the server is running"
+                ),
+                None,
+                {},
+            )
+        if response.status_code < 300:
+            return response
+        try:
+            raw = KeyMask(self._key()).mask_bytes(_read_at_most(response, ERROR_BODY_BYTES))
+        except httpx.HTTPError:
+            raw = b""
+        finally:
+            response.close()
+        error = error_from_response(response.status_code, response.headers, bytes(raw))
+        self._scrub(error)
+        self._add_hint(error)
+        return error, response.status_code, response.headers
 
     def _wait(self, delay: float, cancel: Cancel | None) -> bool:
         """Wait ``delay`` seconds before a retry; True if the request was cancelled."""
@@ -501,14 +500,15 @@ class Client:
         url: str,
         payload: _Payload | None,
         headers: httpx.Headers,
+        cancel: Cancel | None = None,
     ) -> httpx.Response:
-        origin = _origin(url)
+        origin = origin_of(url)
         for _ in range(MAX_REDIRECTS + 1):
             # Built anew for every try and redirect: a multipart body is read as it is sent.
             request = http.build_request(
                 method, url, headers=headers, **(payload.arguments() if payload else {})
             )
-            response = http.send(request, stream=True)
+            response = self._until_headers(http, request, cancel)
             if (
                 response.status_code not in (301, 302, 303, 307, 308)
                 or "location" not in response.headers
@@ -516,7 +516,7 @@ class Client:
                 return response
             target = urljoin(url, response.headers["location"])
             response.close()
-            if _origin(target) != origin:
+            if origin_of(target) != origin:
                 # The key goes only to the endpoint's host (same scheme and port, too:
                 # never in clear text after a redirect from https to http).
                 headers = headers.copy()
@@ -528,16 +528,34 @@ class Client:
             f"too many redirects from {self.settings.host}; check the base URL"
         )
 
+    def _until_headers(
+        self, http: httpx.Client, request: httpx.Request, cancel: Cancel | None
+    ) -> httpx.Response:
+        """``http.send`` bounded in time as a whole, headers included, and by Stop.
+
+        The socket's read timeout restarts with every byte, so a server that
+        trickles its headers could hold the kernel for ever; here the waiting
+        thread gives up after connect + read timeout, and Stop ends it at once.
+        """
+        s = self.settings
+        try:
+            return in_thread(
+                lambda: http.send(request, stream=True),
+                limit=s.connect_timeout + s.timeout + DEADLINE_GRACE,
+                cancel=cancel,
+            )
+        except Abandoned as exc:
+            if exc.cancelled and cancel is not None:
+                raise StreamError(
+                    f"{cancel.reason} before the reply began", partial=ChatResult()
+                ) from None
+            raise httpx.ReadTimeout(
+                "no complete response headers in time", request=request
+            ) from None
+
     def _scrub(self, error: APIError) -> None:
         """Remove the key from what the server said: some gateways echo it in errors."""
-        if self.settings.api_key is None:
-            return
-        key = self.settings.api_key.reveal()
-        if len(key) < 8 or key not in f"{error.message}{error.body}":
-            return
-        error.message = error.message.replace(key, "***")
-        error.args = (error.message,)
-        error.body = _scrubbed(error.body, key)
+        scrub_error(error, self._key())
 
     def _add_hint(self, error: APIError) -> None:
         s = self.settings
@@ -570,28 +588,6 @@ class _Payload:
         return {"data": dict(self.data or {}), "files": list(self.files or [])}
 
 
-class _TooLarge(Exception):
-    """The reply passed ``max_reply_bytes``."""
-
-
-class _Counted:
-    """The response as httpx-sse reads it (``headers``, ``iter_text``), counting the
-    text as it comes."""
-
-    def __init__(self, response: httpx.Response, limit: int) -> None:
-        self._response = response
-        self._limit = limit
-        self.received = 0
-        self.headers = response.headers
-
-    def iter_text(self) -> Iterator[str]:
-        for text in self._response.iter_text():
-            self.received += len(text)
-            if self.received > self._limit:
-                raise _TooLarge
-            yield text
-
-
 def _read_at_most(response: httpx.Response, limit: int) -> bytes:
     """The first ``limit`` bytes of the body; the rest is not read (an error page may be endless)."""
     buf = bytearray()
@@ -600,35 +596,6 @@ def _read_at_most(response: httpx.Response, limit: int) -> bytes:
         if len(buf) >= limit:
             break
     return bytes(buf[:limit])
-
-
-def _size(n: int) -> str:
-    """``n`` bytes for a message: 512 bytes, 40 KB, 3.5 MB."""
-    if n < 1000:
-        return f"{n} bytes"
-    if n < 1_000_000:
-        return f"{n / 1000:.3g} KB"
-    return f"{n / 1_000_000:.3g} MB"
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    default = {"http": 80, "https": 443}.get(parts.scheme)
-    return parts.scheme, (parts.hostname or "").lower(), port or default
-
-
-def _scrubbed(value: Any, key: str) -> Any:
-    if isinstance(value, str):
-        return value.replace(key, "***")
-    if isinstance(value, Mapping):
-        return {k: _scrubbed(v, key) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_scrubbed(v, key) for v in value]
-    return value
 
 
 def _reason(exc: BaseException) -> str:
@@ -690,32 +657,19 @@ def download(
     download stops with ``DownloadError``. Runs in a helper thread so the
     deadline holds whatever the socket does; the caller's thread only waits.
     """
-    outcome: list[Downloaded | BaseException] = []
-    done = threading.Event()
     closer: list[httpx.Client] = []
-
-    def run() -> None:
-        try:
-            outcome.append(
-                _download(url, headers, sni_hostname, timeout, max_bytes, accept, transport, closer)
-            )
-        except BaseException as exc:  # handed to the waiting thread
-            outcome.append(exc)
-        finally:
-            done.set()
-
-    threading.Thread(target=run, name="chatimg-download", daemon=True).start()
-    # A little longer than the socket's own timeout, so that a silent server is
-    # reported as such; a trickle that keeps the socket busy ends here.
-    if not done.wait(timeout + DEADLINE_GRACE):
-        for http in closer:
-            with contextlib.suppress(Exception):
-                http.close()
-        raise DownloadTimeout("deadline")
-    result = outcome[0]
-    if isinstance(result, BaseException):
-        raise result
-    return result
+    try:
+        # A little longer than the socket's own timeout, so that a silent server is
+        # reported as such; a trickle that keeps the socket busy ends here.
+        return in_thread(
+            lambda: _download(
+                url, headers, sni_hostname, timeout, max_bytes, accept, transport, closer
+            ),
+            limit=timeout + DEADLINE_GRACE,
+            on_abandon=lambda: _close_all(closer),
+        )
+    except Abandoned:
+        raise DownloadTimeout("deadline") from None
 
 
 def _download(
@@ -752,7 +706,7 @@ def _download(
                     if time.monotonic() > deadline:
                         raise DownloadTimeout("deadline")
                     if len(buf) > max_bytes:
-                        raise DownloadTooLarge(_size(max_bytes))
+                        raise DownloadTooLarge(size_text(max_bytes))
                 got.body = bytes(buf)
                 return got
             finally:
@@ -768,3 +722,8 @@ def _download(
 def pooled_transport() -> httpx.BaseTransport:
     """A transport with its own connection pool and the shared TLS context (one per batch worker)."""
     return httpx.HTTPTransport(verify=ssl_context())
+
+
+def _close_all(clients: list[httpx.Client]) -> None:
+    for http in clients:
+        close_quietly(http)

@@ -4,6 +4,7 @@ behind ``%config ChatImg.<option>``."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import Field
@@ -133,6 +134,12 @@ class ChatImg(_SettingTraits):  # type: ignore[misc]
         except ChatImgError as exc:
             # Already shown in the reply's output, with the partial text.
             result = exc.partial or ChatResult.failed(exc)
+        except KeyboardInterrupt as interrupt:
+            # The partial text and one line are on screen; the cell ends quietly.
+            partial = getattr(interrupt, "partial", None)
+            if partial is None:
+                raise
+            result = partial
         self._keep(result, args)
 
     def _request(self, args: MagicArgs, namespace: dict[str, Any]) -> Request:
@@ -274,9 +281,22 @@ class _Figures:
 _figures = _Figures()
 
 
+_LOCATION = re.compile(r"(?i)^(?:https?://\S+|data:image/\S+|~?[\w.\-]*[/\\]\S*)$")
+"""What ``-i`` takes as written when it is no Python expression: a path or an http(s)/data: URL."""
+
+
 def _evaluate(expr: str, namespace: dict[str, Any], option: str) -> Any:
     try:
-        value = eval(expr, namespace)
+        code = compile(expr, option, "eval")
+    except SyntaxError as exc:
+        if _LOCATION.match(expr.strip()):
+            return expr.strip()  # -i /data/cat.png: a path, as written
+        raise ImageInputError(
+            f"{option} {expr}: not a Python expression ({exc.msg}); give a variable, an "
+            "expression, or a path or URL"
+        ) from None
+    try:
+        value = eval(code, namespace)
     except NameError as exc:
         raise ImageInputError(
             f"{option} {expr}: {exc}; define it in the notebook first (or pass a path or URL in quotes)"

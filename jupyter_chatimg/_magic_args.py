@@ -137,7 +137,8 @@ def _json_option(name: str, text: str | None, *, want: type) -> Any:
     return value
 
 
-def _from_namespace(ns: argparse.Namespace, prompt: str) -> MagicArgs:
+def _check(ns: argparse.Namespace) -> None:
+    """Options that cannot work together or as given: one line each."""
     if ns.stop and len(ns.stop) > 4:
         raise ConfigError(f"--stop: at most 4 stop strings, got {len(ns.stop)}")
     if ns.max_side is not None and ns.max_side < 0:
@@ -152,16 +153,20 @@ def _from_namespace(ns: argparse.Namespace, prompt: str) -> MagicArgs:
             "--api-key-env takes the NAME of an environment variable, not the key itself "
             "(a cell's source is saved in the notebook); e.g. --api-key-env MY_KEY"
         )
-    extra = _json_option("--extra", ns.extra, want=dict)
-    logit_bias = _json_option("--logit-bias", ns.logit_bias, want=dict)
-    if ns.json and extra and "response_format" in extra:
-        raise ConfigError("--json and --extra both set response_format; keep one of them")
     if ns.each is not None and ns.chat:
         raise ConfigError("--each runs the prompt once per image on its own; drop --chat")
     if ns.concurrency is not None and ns.each is None:
         raise ConfigError("--concurrency: only with --each EXPR (one request per image)")
     if ns.concurrency is not None and ns.concurrency < 1:
         raise ConfigError(f"--concurrency: {ns.concurrency} must be a whole number >= 1")
+
+
+def _from_namespace(ns: argparse.Namespace, prompt: str) -> MagicArgs:
+    _check(ns)
+    extra = _json_option("--extra", ns.extra, want=dict)
+    logit_bias = _json_option("--logit-bias", ns.logit_bias, want=dict)
+    if ns.json and extra and "response_format" in extra:
+        raise ConfigError("--json and --extra both set response_format; keep one of them")
     params: dict[str, Any] = {
         "temperature": ns.temperature,
         "top_p": ns.top_p,
@@ -225,12 +230,44 @@ def _split(line: str) -> list[str]:
         raise ConfigError(f"%%chatimg: cannot read the options ({exc}); check the quotes") from None
 
 
+_EXPRESSION_OPTIONS = frozenset({"--image", "-i", "--tools", "--each"})
+"""Options whose value is a Python expression: kept as written, quotes and all."""
+
+
+def _expression(token: str) -> str:
+    """An expression option's value as the user meant it.
+
+    A token that is one shell-quoted string (``"'/x.png'"``, ``'img'``) is
+    unquoted once; anything else (``Image.open('/x.png')``, ``imgs[0]``) is kept
+    exactly as written, so the quotes inside a Python expression survive.
+    """
+    pieces = _split(token)
+    if len(pieces) == 1 and len(token) >= 2 and token[0] == token[-1] and token[0] in "'\"":
+        return pieces[0]
+    return token
+
+
+def _option_words(line: str) -> list[str]:
+    """The option line as words: shell rules, except for the values of expression options."""
+    words: list[str] = []
+    expression_next = False
+    for _, _, token in _tokens(line):
+        if expression_next:
+            words.append(_expression(token))
+            expression_next = False
+            continue
+        name, eq, value = token.partition("=")
+        if eq and name in _EXPRESSION_OPTIONS:
+            words.append(f"{name}={_expression(value)}")
+            continue
+        words.extend(_split(token) or [""])
+        expression_next = token in _EXPRESSION_OPTIONS
+    return words
+
+
 def parse_cell_line(line: str, cell: str) -> MagicArgs:
     """Options from the ``%%chatimg`` line; the cell is the prompt."""
-    ns = _PARSER.parse_args(_split(line))
-    if getattr(ns, "_unused", None):
-        pass
-    return _from_namespace(ns, cell)
+    return _from_namespace(_PARSER.parse_args(_option_words(line)), cell)
 
 
 def parse_line_magic(line: str) -> MagicArgs:
@@ -247,9 +284,10 @@ def parse_line_magic(line: str) -> MagicArgs:
         i += 1
         if text.split("=", 1)[0] in _VALUED and "=" not in text:
             i += 1
-    options = [tok[2] for tok in tokens[:i] if tok[2] != "--"]
-    prompt = line[tokens[i][0] :] if i < len(tokens) else ""
-    ns = _PARSER.parse_args(_unquote(options))
+    end = tokens[i][0] if i < len(tokens) else len(line)
+    options = " ".join(tok[2] for tok in tokens[:i] if tok[2] != "--" and tok[0] < end)
+    prompt = line[end:] if i < len(tokens) else ""
+    ns = _PARSER.parse_args(_option_words(options))
     return _from_namespace(ns, prompt.strip())
 
 
@@ -258,10 +296,3 @@ _TOKEN = re.compile(r"""("(?:\\.|[^"\\])*"|'[^']*'|\S)+""")
 
 def _tokens(line: str) -> list[tuple[int, int, str]]:
     return [(m.start(), m.end(), m.group(0)) for m in _TOKEN.finditer(line)]
-
-
-def _unquote(tokens: list[str]) -> list[str]:
-    out: list[str] = []
-    for tok in tokens:
-        out.extend(_split(tok) or [""])
-    return out

@@ -60,6 +60,8 @@ class ChatResult:
     """The endpoint's host (never the key)."""
     cached: bool = False
     demo: bool = False
+    warnings: list[str] = field(default_factory=list)
+    """Oddities in the reply that were ignored (e.g. a choice with a negative index)."""
 
     @property
     def text(self) -> str:

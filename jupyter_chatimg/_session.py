@@ -12,6 +12,8 @@ the reply rendered, returned images fetched, failures turned into results
 
 A failure raises the usual ``ChatImgError`` whose ``.partial`` is the failed
 ``ChatResult`` (what arrived, and the error), already shown when displaying.
+A kernel interrupt is kept and shown the same way, then re-raised as the
+``KeyboardInterrupt`` it is (with ``.partial``).
 """
 
 from __future__ import annotations
@@ -37,14 +39,15 @@ from ._dialects.images import (
     wants_stream,
 )
 from ._dialects.images import check_fields as check_image_fields
-from ._errors import BadRequestError, ChatImgError, ConfigError
+from ._errors import BadRequestError, ChatImgError, ConfigError, StreamError
 from ._fetch import fetch_result_images
-from ._http import MAX_RETRY_AFTER, Cancel, Client, pooled_transport, retry_delay, retryable
+from ._http import Cancel, Client, pooled_transport
 from ._images import encode_pil, image_digest
 from ._messages import Conversation, build_messages, history_text
 from ._render import LiveReply, Sink
 from ._request import Request
 from ._result import ChatResult
+from ._retry import MAX_RETRY_AFTER, retry_delay, retryable
 from ._uploads import build_image_inputs
 
 __all__ = [
@@ -253,11 +256,15 @@ class Session:
                 result = self._exchange(prepared, live, cancel, transport)
             self._complete(result, prepared)
         except ChatImgError as exc:
-            exc.partial = prepared.failed(exc)
-            if any(c.image_urls and not c.images for c in exc.partial.choices):
-                fetch_result_images(exc.partial, settings)  # a cut reply keeps its images too
-            if live is not None:
-                live.finish(exc.partial)
+            self._fail(exc, prepared, live)
+            raise
+        except KeyboardInterrupt as interrupt:
+            # Kept and shown, then the interrupt goes on: ``except Exception`` (or
+            # ``except ChatImgError``) in a loop must not swallow the user's Stop.
+            error = getattr(interrupt, "chatimg_error", None) or StreamError(
+                "interrupted by the user; the partial reply is kept", partial=None
+            )
+            interrupt.partial = self._fail(error, prepared, live)  # type: ignore[attr-defined]
             raise
         if live is not None:
             live.finish(result)
@@ -268,6 +275,16 @@ class Session:
         return result
 
     # -- its steps -------------------------------------------------------------
+
+    @staticmethod
+    def _fail(exc: ChatImgError, prepared: Prepared, live: LiveReply | None) -> ChatResult:
+        """Turn ``exc`` into the request's result (``exc.partial``) and show it."""
+        exc.partial = prepared.failed(exc)
+        if any(c.image_urls and not c.images for c in exc.partial.choices):
+            fetch_result_images(exc.partial, prepared.settings)  # a cut reply keeps its images
+        if live is not None:
+            live.finish(exc.partial)
+        return exc.partial
 
     def _live(self, prepared: Prepared, sink: Sink | None, cached: bool) -> LiveReply:
         settings = prepared.settings

@@ -121,3 +121,44 @@ def test_the_key_never_shows() -> None:
         assert KEY not in text
     with pytest.raises(TypeError):
         pickle.dumps(s.api_key)
+
+
+# -- issue 15: defects found by a hostile tester --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("paired", "asked"),
+    [
+        ("https://127.0.0.1:8443/v1", "http://127.0.0.1:8443/v1"),  # same host and port
+        ("https://api.openai.com/v1", "http://api.openai.com/v1"),
+    ],
+)
+def test_a_key_paired_with_https_never_goes_to_http(paired: str, asked: str) -> None:
+    # Issue 15 (2): pairing compared host and port, not the scheme: the key went in clear text.
+    env = {"OPENAI_BASE_URL": paired, "OPENAI_API_KEY": KEY}
+    if "api.openai.com" in asked:
+        with pytest.raises(ConfigError, match="OPENAI_API_KEY is set for api.openai.com"):
+            resolve({"base_url": asked}, env=env)
+        return
+    settings = resolve({"base_url": asked}, env=env)
+    assert settings.api_key is None
+    assert resolve({"base_url": paired}, env=env).api_key == Secret(KEY)
+
+
+def test_the_no_key_message_says_which_key_is_paired_where() -> None:
+    # Issue 15 (12): "set OPENAI_API_KEY (or CHATIMG_API_KEY)" although CHATIMG_API_KEY was set.
+    env = {"CHATIMG_BASE_URL": "http://127.0.0.1:9999/v1", "CHATIMG_API_KEY": KEY}
+    with pytest.raises(ConfigError) as info:
+        resolve({"base_url": "https://api.openai.com/v1"}, env=env)
+    message = str(info.value)
+    assert "CHATIMG_API_KEY is set for 127.0.0.1:9999, not for this endpoint" in message
+    assert "--api-key-env NAME" in message and KEY not in message
+
+
+def test_base_url_demo_selects_the_demo_whatever_keys_are_set() -> None:
+    env = {"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": "https://api.openai.com/v1"}
+    assert resolve({"base_url": "demo"}, env=env).demo
+    assert resolve(config={"base_url": "demo"}, env=env).demo
+    assert resolve(env={**env, "CHATIMG_BASE_URL": "demo"}).demo
+    assert resolve(config={"base_url": "demo"}, env=env).api_key is None
+    assert not resolve(env=env).demo

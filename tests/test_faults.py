@@ -27,7 +27,7 @@ from _ipython import ipython_shell  # noqa: F401  (fixture)
 from _servers import RecordedRequest, ReplayServer, Reply, _Server
 
 import jupyter_chatimg as ci
-from jupyter_chatimg import _http
+from jupyter_chatimg import _http, _retry
 from jupyter_chatimg._errors import (
     APIConnectionError,
     APIError,
@@ -592,7 +592,7 @@ def _timed(srv: ReplayServer, replies: list[Reply]) -> list[float]:
 def test_retry_delays_are_really_waited(
     clean_env: pytest.MonkeyPatch, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_http, "BACKOFF_BASE", 0.2)
+    monkeypatch.setattr(_retry, "BACKOFF_BASE", 0.2)
     with ReplayServer() as srv:
         times = _timed(
             srv,
@@ -656,7 +656,7 @@ def test_demo_server_faults(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The demo endpoint's fault injection, with real waits (kept short)."""
-    monkeypatch.setattr(_http, "BACKOFF_BASE", 0.02)
+    monkeypatch.setattr(_retry, "BACKOFF_BASE", 0.02)
     server = ci.serve_demo()
     try:
         shell.run_line_magic("config", "ChatImg.max_retries = 2")

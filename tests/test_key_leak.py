@@ -280,3 +280,39 @@ def test_settings_copy_but_never_pickle_or_show_the_key() -> None:
     assert_no_key(repr(dataclasses.asdict(settings)), "asdict(settings)")
     with pytest.raises(TypeError, match="cannot be pickled"):
         pickle.dumps(settings)
+
+
+def test_the_key_is_masked_before_any_code_holds_it(
+    clean_env: pytest.MonkeyPatch, replay_server: Any
+) -> None:
+    # Issue 15 (3): a gateway echoed the Authorization header in a mid-stream error event;
+    # the error line was masked, but a verbose traceback's local variables held the key.
+    import traceback
+
+    clean_env.setenv("CHATIMG_BASE_URL", replay_server.url)
+    clean_env.setenv("CHATIMG_API_KEY", SECRET)
+    echo = f"Bearer {SECRET}"
+    body = (
+        'data: {"choices":[{"index":0,"delta":{"content":"you sent ' + echo + ' "}}]}\n\n'
+        'data: {"error":{"message":"bad header ' + echo + '"}}\n\n'
+    )
+    # 1-3 byte pieces: the key arrives split across reads.
+    replay_server.add(
+        "POST", "/v1/chat/completions", 200, {"Content-Type": "text/event-stream"}, body,
+        chunk_sizes=(1, 3),
+    )  # fmt: skip
+    with pytest.raises(ci.StreamError) as info:
+        ci.chat("hi", max_retries=0, display=False)
+    err = info.value
+    assert err.partial is not None and err.partial.text == "you sent Bearer *** "
+    package = str(Path(ci.__file__).parent)
+    ours = [
+        f
+        for f, _ in traceback.walk_tb(err.__traceback__)
+        if f.f_code.co_filename.startswith(package)
+    ]
+    assert len(ours) >= 3  # chat -> session -> HTTP layer
+    for frame in ours:  # what %xmode Verbose prints: every local of every frame of ours
+        for name, value in frame.f_locals.items():
+            assert_no_key(f"{name} = {value!r}", f"a local of {frame.f_code.co_name}")
+    assert_no_key(repr(err.partial.raw), "the partial reply")

@@ -15,7 +15,7 @@ from _servers import ReplayServer
 from PIL import Image
 
 import jupyter_chatimg as ci
-from jupyter_chatimg import _fetch, _http
+from jupyter_chatimg import _fetch, _retry
 
 WIRE = Path(__file__).parent / "fixtures" / "wire"
 EXPECTED = json.loads((WIRE / "expected.json").read_text())
@@ -101,7 +101,7 @@ def test_rate_limit_advice(cdn: ReplayServer) -> None:
         for line in (WIRE / "error_429.headers.txt").read_text().splitlines()[1:]
         if line.strip()
     )
-    assert _http.retry_delay(0, headers) == pytest.approx(19.85)
+    assert _retry.retry_delay(0, headers) == pytest.approx(19.85)
 
 
 def test_401_is_not_retried(cdn: ReplayServer) -> None:

@@ -160,6 +160,9 @@ def build_request(
 
 # --- replies -----------------------------------------------------------------
 
+MAX_CHOICES = 128
+"""The largest ``n`` the API allows: a choice index must be in 0..127."""
+
 
 @dataclass
 class _ChoiceState:
@@ -192,6 +195,8 @@ class StreamParser:
         cost the garbage collector more than parsing them (``result().raw`` assembles them)."""
         self.skipped = 0
         """Events whose data was empty or not JSON (keep-alives, malformed chunks)."""
+        self.ignored_indexes: list[Any] = []
+        """Choice indexes that make no sense (negative, not integers, past ``n``'s range)."""
 
     @property
     def finished(self) -> bool:
@@ -209,11 +214,7 @@ class StreamParser:
         stripped = data.strip()
         if event == "error":
             obj = loads(stripped)
-            raise StreamError(
-                f"the server reported an error mid-reply: {error_message_of(obj, stripped)}",
-                partial=self.result(),
-                body=obj if obj is not None else stripped,
-            )
+            raise self._error("reported an error mid-reply", obj if obj is not None else stripped)
         if not stripped:
             return []
         if stripped == "[DONE]":
@@ -223,13 +224,48 @@ class StreamParser:
         if type(obj) is not dict and not isinstance(obj, Mapping):
             self.skipped += 1
             return []
+        if obj.get("error"):
+            raise self._error("reported an error mid-reply", obj)
+        self._take_meta(obj)
+        choices = obj.get("choices")
+        if type(choices) is list and len(choices) == 1:
+            # The common chunk, once per token: one choice already seen, a text delta
+            # (with or without role) and nothing else; what _feed_choice would do.
+            raw = choices[0]
+            if type(raw) is dict and not raw.get("finish_reason"):
+                body = raw.get("delta")
+                if type(body) is dict and (len(body) == 1 or (len(body) == 2 and "role" in body)):
+                    content = body.get("content")
+                    index = raw.get("index", 0)
+                    state = self._choices.get(index) if type(index) is int else None
+                    if content and type(content) is str and state is not None:
+                        state.text.append(content)
+                        return [Delta(state.index, content)]
+        if not isinstance(choices, list):
+            return []
+        deltas: list[Delta] = []
+        for raw_choice in choices:
+            if type(raw_choice) is not dict and not isinstance(raw_choice, Mapping):
+                continue
+            delta = self._feed_choice(raw_choice)
+            if delta is not None:
+                deltas.append(delta)
+                if delta.finish_reason == "error":
+                    raise self._error("ended the reply with an error", raw_choice, obj)
+        return deltas
+
+    def _error(self, what: str, obj: Any, body: Any = None) -> StreamError:
+        raw = obj if isinstance(obj, str) else json.dumps(obj, ensure_ascii=False)[:300]
+        fallback = "finish_reason: error" if "ended" in what else raw
+        return StreamError(
+            f"the server {what}: {error_message_of(obj, fallback)}",
+            partial=self.result(),
+            body=body if body is not None else obj,
+        )
+
+    def _take_meta(self, obj: Mapping[str, Any]) -> None:
+        """The chunk's id, model, fingerprint, creation time and usage (when it has them)."""
         get = obj.get
-        if get("error"):
-            raise StreamError(
-                f"the server reported an error mid-reply: {error_message_of(obj, stripped)}",
-                partial=self.result(),
-                body=obj,
-            )
         self.chunks += 1
         if self.created is None:
             self.created = get("created")
@@ -245,43 +281,13 @@ class StreamParser:
         usage = get("usage")
         if usage is not None and isinstance(usage, Mapping):
             self.usage = dict(usage)
-        choices = get("choices")
-        if type(choices) is list and len(choices) == 1:
-            # The common chunk, once per token: one choice already seen, a text delta
-            # (with or without role) and nothing else; what _feed_choice would do.
-            raw = choices[0]
-            if type(raw) is dict and not raw.get("finish_reason"):
-                body = raw.get("delta")
-                if type(body) is dict and (len(body) == 1 or (len(body) == 2 and "role" in body)):
-                    content = body.get("content")
-                    index = raw.get("index", 0)
-                    state = self._choices.get(index if isinstance(index, int) else 0)
-                    if content and type(content) is str and state is not None:
-                        state.text.append(content)
-                        return [Delta(state.index, content)]
-        deltas: list[Delta] = []
-        if not isinstance(choices, list):
-            return deltas
-        error_reason = None
-        for raw_choice in choices:
-            if type(raw_choice) is not dict and not isinstance(raw_choice, Mapping):
-                continue
-            delta = self._feed_choice(raw_choice)
-            if delta is not None:
-                deltas.append(delta)
-                if delta.finish_reason == "error":
-                    error_reason = raw_choice
-        if error_reason is not None:
-            raise StreamError(
-                f"the server ended the reply with an error: {error_message_of(error_reason, 'finish_reason: error')}",
-                partial=self.result(),
-                body=obj,
-            )
-        return deltas
 
     def _feed_choice(self, raw: Mapping[str, Any]) -> Delta | None:
         index = raw.get("index", 0)
-        index = index if isinstance(index, int) else 0
+        if type(index) is not int or not 0 <= index < MAX_CHOICES:
+            # -5, "0", 1e9: no choice of this reply; the text must not land in another one.
+            self.ignored_indexes.append(index)
+            return None
         state = self._choices.get(index)
         if state is None:
             state = self._choices[index] = _ChoiceState(index)
@@ -360,6 +366,10 @@ class StreamParser:
                     tool_calls=[state.tool_calls[k] for k in sorted(state.tool_calls)],
                 )
             )
+        warnings = []
+        if self.ignored_indexes:
+            shown = ", ".join(dict.fromkeys(repr(i)[:20] for i in self.ignored_indexes))
+            warnings.append(f"ignored choices with impossible indexes: {shown}")
         return ChatResult(
             choices=choices,
             model=self.model,
@@ -367,6 +377,7 @@ class StreamParser:
             usage=self.usage,
             system_fingerprint=self.system_fingerprint,
             raw=self._assembled(choices),
+            warnings=warnings,
         )
 
     def _assembled(self, choices: list[Choice]) -> dict[str, Any]:

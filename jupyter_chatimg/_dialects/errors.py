@@ -22,9 +22,11 @@ from .._errors import (
     RateLimitError,
     ServerError,
     one_line,
+    size_text,
 )
 
 __all__ = [
+    "body_excerpt",
     "clean_server_text",
     "error_from_response",
     "error_message_of",
@@ -140,6 +142,15 @@ def error_from_response(status: int, headers: Mapping[str, str], body: bytes) ->
     if isinstance(err, RateLimitError):
         err.retry_after = retry_after_seconds(headers)
     return err
+
+
+def body_excerpt(content_type: str, data: bytes | bytearray) -> str:
+    """A short, printable account of a body that is not JSON (never raw binary bytes)."""
+    ctype = content_type.split(";")[0].strip().lower()
+    head = bytes(data[:200])
+    if ctype.startswith(("image/", "audio/", "video/", "application/octet")) or b"\x00" in head:
+        return f"{size_text(len(data))} of {ctype or 'binary data'}"
+    return one_line(head.decode("utf-8", "replace"), 120)
 
 
 def clean_server_text(text: str) -> str:

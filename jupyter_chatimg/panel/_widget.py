@@ -121,6 +121,8 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
         self._worker: threading.Thread | None = None
         self._cancel: Any = None
         self._generation = 0
+        self._detached: int | None = None
+        """The generation of a worker Stop stopped waiting for (it still hands over its partial)."""
         self._session = Session()
         """The panel's own conversation (not the notebook's ``--chat`` one)."""
         self.history: list[Turn] = []
@@ -311,6 +313,7 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
         cancel = Cancel()
         with self._lock:
             self._generation += 1
+            self._detached = None
             generation = self._generation
             self._cancel = cancel
             worker = threading.Thread(
@@ -352,16 +355,15 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
         cancel.set("stopped")
         if worker is not threading.current_thread():
             worker.join(STOP_JOIN_SECONDS)
+        line = "stopped; the request is still closing in the background"
         with self._lock:
-            if self._worker is worker:  # still winding down: let the panel go on without it
+            detached = self._worker is worker
+            if detached:  # still winding down: let the panel go on without it
                 self._worker = None
+                self._detached = self._generation
                 self._generation += 1
-                detached = True
-            else:
-                detached = False
+                self.result = ChatResult(error=StreamError(line, partial=None))
         if detached:
-            line = "stopped; the request is still closing in the background"
-            self.result = ChatResult(error=StreamError(line, partial=None))
             self._set_busy(False)
             self._report(line)
 
@@ -485,6 +487,11 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
                 self.result = result
                 self._worker = None
                 self._cancel = None
+            elif generation == self._detached and self._worker is None:
+                # Stop gave up waiting, and nothing was sent since: what arrived is still
+                # this panel's last reply (not the placeholder "still closing" result).
+                self.result = result
+                self._detached = None
         if current:
             self._set_busy(False)
             self._report(error)
