@@ -19,6 +19,7 @@ from ._chat import conversation, default_session, reset_conversation
 from ._errors import ChatImgError, ConfigError, ImageInputError
 from ._image_inputs import is_image_like
 from ._magic_args import MagicArgs, parse_cell_line, parse_line_magic
+from ._render import in_notebook
 from ._request import EMPTY_PROMPT, ImageRef, Request, as_images, interpolate, request_fields
 from ._result import ChatResult
 
@@ -206,7 +207,8 @@ class ChatImg(_SettingTraits):  # type: ignore[misc]
 
     @staticmethod
     def _say(exc: BaseException) -> None:
-        print(f"chatimg: {exc}", file=sys.stderr)
+        # The same style as a request's error line under its reply: "⚠ what; what to do".
+        print(f"⚠ {exc}", file=sys.stderr)
 
     @line_magic
     def chatimg_reset(self, line: str = "") -> None:
@@ -238,6 +240,14 @@ class ChatImg(_SettingTraits):  # type: ignore[misc]
         """Display a ChatPanel (the widget front end)."""
         from IPython.display import display
 
+        if not in_notebook():
+            self._say(
+                ConfigError(
+                    "the chat panel is a Jupyter widget: open this in JupyterLab, Notebook 7 "
+                    "or VS Code; in a terminal, use %%chatimg or ci.chat()"
+                )
+            )
+            return None
         from .panel import ChatPanel
 
         panel = ChatPanel()

@@ -46,12 +46,25 @@ class MagicArgs:
     prompt: str = ""
 
 
+class _OptionError(Exception):
+    """What argparse found wrong, before it is said for the magic it was typed in."""
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        raise ConfigError(f"%%chatimg: {message}; see %%chatimg? for the options")
+        raise _OptionError(message)
 
     def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
-        raise ConfigError(f"%%chatimg: {message or 'see %%chatimg? for the options'}".strip())
+        raise _OptionError((message or "").strip())
+
+
+def _parse(words: list[str], magic: str) -> argparse.Namespace:
+    """The options, or one line that names the magic as it was typed (``%`` or ``%%``)."""
+    try:
+        return _PARSER.parse_args(words)
+    except _OptionError as exc:
+        what = f"{exc}; " if str(exc) else ""
+        raise ConfigError(f"{what}see {magic}? for the options") from None
 
 
 def _build_parser() -> _Parser:
@@ -227,7 +240,7 @@ def _split(line: str) -> list[str]:
     try:
         return shlex.split(line)
     except ValueError as exc:
-        raise ConfigError(f"%%chatimg: cannot read the options ({exc}); check the quotes") from None
+        raise ConfigError(f"cannot read the options ({exc}); check the quotes") from None
 
 
 _EXPRESSION_OPTIONS = frozenset({"--image", "-i", "--tools", "--each"})
@@ -267,7 +280,7 @@ def _option_words(line: str) -> list[str]:
 
 def parse_cell_line(line: str, cell: str) -> MagicArgs:
     """Options from the ``%%chatimg`` line; the cell is the prompt."""
-    return _from_namespace(_PARSER.parse_args(_option_words(line)), cell)
+    return _from_namespace(_parse(_option_words(line), "%%chatimg"), cell)
 
 
 def parse_line_magic(line: str) -> MagicArgs:
@@ -287,7 +300,7 @@ def parse_line_magic(line: str) -> MagicArgs:
     end = tokens[i][0] if i < len(tokens) else len(line)
     options = " ".join(tok[2] for tok in tokens[:i] if tok[2] != "--" and tok[0] < end)
     prompt = line[end:] if i < len(tokens) else ""
-    ns = _PARSER.parse_args(_option_words(options))
+    ns = _parse(_option_words(options), "%chatimg")
     return _from_namespace(ns, prompt.strip())
 
 

@@ -18,6 +18,7 @@ A kernel interrupt is kept and shown the same way, then re-raised as the
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -68,6 +69,18 @@ DEMO_NOTE = (
     "offline demo model ({model}); set OPENAI_API_KEY (or CHATIMG_BASE_URL, "
     "%config ChatImg.base_url) for a real one"
 )
+DEMO_ENDPOINT_NOTE = (
+    "offline demo endpoint: it has demo-vision and demo-image only, not {model!r}; set "
+    "OPENAI_API_KEY (or CHATIMG_BASE_URL, %config ChatImg.base_url) for a real model"
+)
+_DEMO_MODELS = re.compile(r"^demo-(vision|image)(@.*)?$")
+
+
+def demo_note(model: str) -> str:
+    """The one line that says the offline demo answered (and for which model)."""
+    if _DEMO_MODELS.match(model):
+        return DEMO_NOTE.format(model=model)
+    return DEMO_ENDPOINT_NOTE.format(model=model)
 
 
 def settings_for(overrides: Mapping[str, Any]) -> Settings:
@@ -288,7 +301,7 @@ class Session:
 
     def _live(self, prepared: Prepared, sink: Sink | None, cached: bool) -> LiveReply:
         settings = prepared.settings
-        shown = [DEMO_NOTE.format(model=settings.model)] if settings.demo else []
+        shown = [demo_note(settings.model)] if settings.demo else []
         shown.extend(prepared.notes)
         if cached:
             shown.append(_cache.CACHE_NOTE)

@@ -54,10 +54,47 @@ NAMESPACE: dict[str, Any] = {
     "cube": np.zeros((2, 3, 4, 5), dtype=np.uint8),
     "red": Image.new("RGB", (8, 8), "red"),
     "caption": "a caption",
+    "Image": Image,
+    "loop": (lambda x: (x.append(x), x)[1])([Image.new("RGB", (4, 4))]),
+    "unprintable": type("Unprintable", (), {"__str__": lambda self: 1 / 0})(),
 }
 
-# (cell as typed, the exact line on stderr after "chatimg: ")
+# (cell as typed, the exact line on stderr after "⚠ ")
 BEFORE_SENDING: dict[str, tuple[str, str]] = {
+    # Issue 16 (4): "chatimg: %%chatimg: unrecognized arguments" (two prefixes, and %%
+    # for a one-line magic).
+    "an unknown option in a line magic (issue 16)": (
+        "%chatimg --bogus-opt hi",
+        "unrecognized arguments: --bogus-opt; see %chatimg? for the options",
+    ),
+    # Issue 15 (1): a character device reports size 0 and was read without limit.
+    "a device path (issue 15)": (
+        """%%chatimg -i "'/dev/zero'"\nhi""",
+        "--image '/dev/zero': '/dev/zero' is not a regular file (a device, a pipe or a socket); "
+        "pass the path of an image file",
+    ),
+    # Issue 15 (7): RecursionError with 18 frames; str() raising with 8.
+    "a list that contains itself (issue 15)": (
+        "%%chatimg -i loop\nhi",
+        "--image loop[1]: the list contains itself (or is nested too deep); "
+        "pass a flat list of images",
+    ),
+    "a variable whose str() raises (issue 15)": (
+        "%%chatimg\nSay {unprintable}",
+        "prompt: {unprintable}: str() of the Unprintable failed (ZeroDivisionError: division "
+        "by zero); pass a value that prints, or write {{unprintable}}",
+    ),
+    # Issue 15 (8): the quotes inside the expression were stripped (a SyntaxError).
+    "an expression with quotes inside (issue 15)": (
+        "%%chatimg -i Image.open('/nonexistent/x.png')\nhi",
+        "--image Image.open('/nonexistent/x.png'): evaluating it failed (FileNotFoundError: "
+        "[Errno 2] No such file or directory: '/nonexistent/x.png')",
+    ),
+    "a path after -i, as written (issue 15)": (
+        "%%chatimg -i /nonexistent/x.png\nhi",
+        "--image /nonexistent/x.png: no such file '/nonexistent/x.png'; check the path "
+        "(relative paths start at {cwd})",
+    ),
     "unknown variable in --image": (
         "%%chatimg --image nosuch\nhi",
         "--image nosuch: name 'nosuch' is not defined; define it in the notebook first "
@@ -147,7 +184,7 @@ BEFORE_SENDING: dict[str, tuple[str, str]] = {
     ),
     "--stream and --no-stream": (
         "%%chatimg --stream --no-stream\nhi",
-        f"%%chatimg: argument --no-stream: not allowed with argument --stream; {OPTIONS}",
+        f"argument --no-stream: not allowed with argument --stream; {OPTIONS}",
     ),
     "--json and --extra both set response_format": (
         '%%chatimg --json --extra \'{"response_format": {"type": "text"}}\'\nhi',
@@ -155,11 +192,11 @@ BEFORE_SENDING: dict[str, tuple[str, str]] = {
     ),
     "an unknown option": (
         "%%chatimg --frobnicate\nhi",
-        f"%%chatimg: unrecognized arguments: --frobnicate; {OPTIONS}",
+        f"unrecognized arguments: --frobnicate; {OPTIONS}",
     ),
     "an unterminated quote": (
         '%%chatimg --system "be brief\nhi',
-        "%%chatimg: cannot read the options (No closing quotation); check the quotes",
+        "cannot read the options (No closing quotation); check the quotes",
     ),
     "invalid JSON in --extra": (
         "%%chatimg --extra '{bad json'\nhi",
@@ -221,7 +258,7 @@ BEFORE_SENDING: dict[str, tuple[str, str]] = {
     ),
     "--temperature not a number": (
         "%%chatimg --temperature hot\nhi",
-        f"%%chatimg: argument --temperature/-t: invalid float value: 'hot'; {OPTIONS}",
+        f"argument --temperature/-t: invalid float value: 'hot'; {OPTIONS}",
     ),
     "--top-p out of range": (
         "%%chatimg --top-p 1.5\nhi",
@@ -238,7 +275,7 @@ BEFORE_SENDING: dict[str, tuple[str, str]] = {
     ),
     "--seed not an integer": (
         "%%chatimg --seed 1.5\nhi",
-        f"%%chatimg: argument --seed: invalid int value: '1.5'; {OPTIONS}",
+        f"argument --seed: invalid int value: '1.5'; {OPTIONS}",
     ),
     "a negative --max-side": (
         "%%chatimg --max-side -5\nhi",
@@ -250,7 +287,7 @@ BEFORE_SENDING: dict[str, tuple[str, str]] = {
     ),
     "an unknown --detail": (
         "%%chatimg --detail ultra\nhi",
-        "%%chatimg: argument --detail: invalid choice: 'ultra' (choose from 'auto', 'low', "
+        "argument --detail: invalid choice: 'ultra' (choose from 'auto', 'low', "
         f"'high'); {OPTIONS}",
     ),
     "--tools naming nothing": (
@@ -268,6 +305,11 @@ BEFORE_SENDING: dict[str, tuple[str, str]] = {
 
 @pytest.fixture
 def server(clean_env: pytest.MonkeyPatch) -> Iterator[ReplayServer]:
+    from _servers import _Server
+
+    # The server's own tracebacks (a client that closed after [DONE] while the server
+    # still wrote the chunked terminator) go to the same stderr the test asserts on.
+    clean_env.setattr(_Server, "handle_error", lambda self, request, address: None)
     with ReplayServer() as srv:
         clean_env.setenv("CHATIMG_BASE_URL", srv.url)
         clean_env.setenv("CHATIMG_API_KEY", KEY)
@@ -304,7 +346,7 @@ def test_refused_before_sending(
     out, err = run(shell, capsys, cell)
     chatimg_host = host_of(os.environ.get("CHATIMG_BASE_URL", ""))
     expected = message.replace("{cwd}", os.getcwd()).replace("{chatimg_host}", chatimg_host)
-    assert err == "chatimg: " + expected + "\n"
+    assert err == "⚠ " + expected + "\n"
     assert out == ""
     assert server.requests == []  # nothing was sent
     assert KEY not in out + err

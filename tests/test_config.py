@@ -137,7 +137,7 @@ def test_a_key_paired_with_https_never_goes_to_http(paired: str, asked: str) -> 
     # Issue 15 (2): pairing compared host and port, not the scheme: the key went in clear text.
     env = {"OPENAI_BASE_URL": paired, "OPENAI_API_KEY": KEY}
     if "api.openai.com" in asked:
-        with pytest.raises(ConfigError, match="OPENAI_API_KEY is set for api.openai.com"):
+        with pytest.raises(ConfigError, match=r"OPENAI_API_KEY is set for api\.openai\.com"):
             resolve({"base_url": asked}, env=env)
         return
     settings = resolve({"base_url": asked}, env=env)

@@ -1,8 +1,9 @@
 """The demo's Files and Batch APIs, over loopback HTTP, mostly with the official client.
 
 A batch line must be answered exactly as the live ``/v1/chat/completions`` route answers
-the same body (only ``id`` and ``created`` may differ), and a batch must move through
-OpenAI's statuses, including cancel, failure and expiry on demand.
+the same body (only ``id`` and ``created`` may differ; tool calls and structured output
+included), an ``/v1/images/generations`` line exactly as the live Images API does, and a
+batch must move through OpenAI's statuses, including cancel, failure and expiry on demand.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from jupyter_chatimg.demo._testing import user_message
 pytestmark = pytest.mark.filterwarnings("error")  # the official client must not warn either
 
 CHAT: Final[Literal["/v1/chat/completions"]] = "/v1/chat/completions"
+IMAGES: Final[Literal["/v1/images/generations"]] = "/v1/images/generations"
 FINAL = ("completed", "failed", "expired", "cancelled")
 
 
@@ -64,9 +66,14 @@ def upload(c: openai.OpenAI, lines: Sequence[dict[str, Any] | str]) -> FileObjec
     return c.files.create(file=("requests.jsonl", jsonl(lines)), purpose="batch")
 
 
-def submit(c: openai.OpenAI, lines: Sequence[dict[str, Any] | str], **kw: Any) -> Batch:
+def submit(
+    c: openai.OpenAI,
+    lines: Sequence[dict[str, Any] | str],
+    endpoint: Literal["/v1/chat/completions", "/v1/images/generations"] = CHAT,
+    **kw: Any,
+) -> Batch:
     f = upload(c, lines)
-    return c.batches.create(input_file_id=f.id, endpoint=CHAT, completion_window="24h", **kw)
+    return c.batches.create(input_file_id=f.id, endpoint=endpoint, completion_window="24h", **kw)
 
 
 def wait(c: openai.OpenAI, batch_id: str, until: Sequence[str] = FINAL) -> Batch:
@@ -151,6 +158,180 @@ def test_image_model_lines_return_the_live_image(client: openai.OpenAI) -> None:
         live.choices[0].message.content
     )
     assert "data:image/png;base64," in (live.choices[0].message.content or "")
+
+
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "width": {"type": "integer"},
+        "height": {"type": "integer"},
+        "dominant_color": {"type": "string"},
+        "orientation": {"type": "string", "enum": ["landscape", "portrait", "square"]},
+    },
+    "required": ["width", "height", "dominant_color", "orientation"],
+    "additionalProperties": False,
+}
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+            "required": ["city", "days"],
+        },
+    },
+}
+TOOL_CALL = {
+    "id": "call_1",
+    "type": "function",
+    "function": {"name": "get_weather", "arguments": '{"city": "Oslo", "days": 2}'},
+}
+STRUCTURED_BODIES: dict[str, dict[str, Any]] = {
+    "schema": {
+        "model": "demo-vision",
+        "messages": [user_message("Describe.", red_square())],
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "picture", "schema": SCHEMA, "strict": True},
+        },
+    },
+    "tool-call": ask("Use get_weather for Oslo for 2 days.", tools=[WEATHER_TOOL], n=2),
+    "tool-answer": {
+        "model": "demo-vision",
+        "messages": [
+            {"role": "user", "content": "Use get_weather for Oslo for 2 days."},
+            {"role": "assistant", "content": None, "tool_calls": [TOOL_CALL]},
+            {"role": "tool", "tool_call_id": "call_1", "content": '{"temp_c": 4, "sky": "rain"}'},
+        ],
+        "tools": [WEATHER_TOOL],
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {
+                "name": "weather",
+                "schema": {
+                    "type": "object",
+                    "properties": {"temp_c": {"type": "number"}, "sky": {"type": "string"}},
+                    "required": ["temp_c", "sky"],
+                },
+            },
+        },
+    },
+}
+
+
+def test_structured_output_and_tool_call_lines_equal_live(client: openai.OpenAI) -> None:
+    done = wait(client, submit(client, [line(k, v) for k, v in STRUCTURED_BODIES.items()]).id)
+    assert done.status == "completed", done.errors
+    assert done.request_counts is not None and done.request_counts.completed == 3
+    out = {r["custom_id"]: r["response"]["body"] for r in records(client, done.output_file_id)}
+    assert list(out) == list(STRUCTURED_BODIES)
+    for cid, got in out.items():
+        live = client.chat.completions.with_raw_response.create(**STRUCTURED_BODIES[cid])
+        expected = live.http_response.json()
+        for key in ("id", "created"):
+            assert got.pop(key) and expected.pop(key)
+        assert got == expected, cid
+    picture = json.loads(out["schema"]["choices"][0]["message"]["content"])
+    assert (picture["width"], picture["height"], picture["orientation"]) == (120, 80, "landscape")
+    calls = [c["message"]["tool_calls"] for c in out["tool-call"]["choices"]]
+    assert len(calls) == 2 and calls[0] == calls[1]
+    assert calls[0][0]["function"]["name"] == "get_weather"
+    assert json.loads(calls[0][0]["function"]["arguments"])["city"] == "Oslo"
+    assert out["tool-call"]["choices"][0]["finish_reason"] == "tool_calls"
+    weather = json.loads(out["tool-answer"]["choices"][0]["message"]["content"])
+    assert weather == {"temp_c": 4, "sky": "rain"}
+
+
+IMAGE_BODIES: dict[str, dict[str, Any]] = {
+    "b64": {"model": "demo-image", "prompt": "a red circle on a blue background"},
+    "two": {"model": "demo-image", "prompt": "three small stars", "n": 2, "size": "96x64"},
+    "url": {
+        "model": "demo-image",
+        "prompt": "a green square",
+        "response_format": "url",
+        "output_format": "png",
+    },
+    "jpeg": {
+        "model": "demo-image",
+        "prompt": "a yellow heart",
+        "output_format": "jpeg",
+        "quality": "high",
+    },
+    "bad-size": {"model": "demo-image", "prompt": "a dot", "size": "5x5"},
+}
+
+
+def test_images_generations_lines_equal_live(client: openai.OpenAI, http: httpx.Client) -> None:
+    batch = submit(client, [line(k, v, url=IMAGES) for k, v in IMAGE_BODIES.items()], IMAGES)
+    assert batch.endpoint == IMAGES
+    done = wait(client, batch.id)
+    assert done.status == "completed", done.errors
+    assert done.model == "demo-image"
+    assert done.request_counts is not None
+    assert done.request_counts.model_dump() == {"total": 5, "completed": 4, "failed": 1}
+    out = records(client, done.output_file_id)
+    assert [r["custom_id"] for r in out] == ["b64", "two", "url", "jpeg"]
+    tokens = [0, 0]
+    for r in out:
+        live = http.post("/images/generations", json=IMAGE_BODIES[r["custom_id"]])
+        assert live.status_code == 200
+        assert r["response"]["status_code"] == 200
+        assert r["response"]["request_id"] == live.headers["x-request-id"]
+        assert r["response"]["body"] == live.json()  # created included: from the request
+        tokens[0] += r["response"]["body"]["usage"]["input_tokens"]
+        tokens[1] += r["response"]["body"]["usage"]["output_tokens"]
+    assert done.usage is not None
+    assert [done.usage.input_tokens, done.usage.output_tokens] == tokens
+    by_id = {r["custom_id"]: r["response"]["body"] for r in out}
+    assert len(by_id["two"]["data"]) == 2 and by_id["two"]["size"] == "96x64"
+    assert by_id["jpeg"]["output_format"] == "jpeg"
+    url = by_id["url"]["data"][0]["url"]
+    png = httpx.get(url)
+    assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+    (err,) = records(client, done.error_file_id)
+    live = http.post("/images/generations", json=IMAGE_BODIES["bad-size"])
+    assert err["custom_id"] == "bad-size" and err["error"] is None
+    assert err["response"]["status_code"] == live.status_code == 400
+    assert err["response"]["body"] == live.json()
+    assert err["response"]["body"]["error"]["param"] == "size"
+
+
+def test_images_batch_answers_dall_e_like_the_live_route(
+    client: openai.OpenAI, http: httpx.Client
+) -> None:
+    body = {"model": "dall-e-2", "prompt": "a purple ring", "size": "256x256"}
+    done = wait(client, submit(client, [line("d", body, url=IMAGES)], IMAGES).id)
+    assert done.status == "completed", done.errors
+    (rec,) = records(client, done.output_file_id)
+    assert rec["response"]["body"] == http.post("/images/generations", json=body).json()
+    assert set(rec["response"]["body"]) == {"created", "data"}  # url, no usage
+    assert done.usage is not None and done.usage.total_tokens == 0
+
+
+@pytest.mark.parametrize(
+    ("bad", "code", "param"),
+    [
+        ({"model": "demo-image"}, "invalid_request", "body.prompt"),
+        ({"model": "demo-image", "prompt": "x", "stream": True}, "streaming_unsupported", None),
+        ({"model": "demo-vision", "prompt": "x"}, "model_not_found", "body.model"),
+        ({"model": "demo-image@status=429", "prompt": "x"}, "model_not_found", "body.model"),
+        ({"model": "gpt-image-1", "prompt": "x"}, "mismatched_model", "body.model"),
+        ({"prompt": "x"}, "invalid_request", "body.model"),
+    ],
+)
+def test_images_line_validation_errors(
+    client: openai.OpenAI, bad: dict[str, Any], code: str, param: str | None
+) -> None:
+    first = line("first", {"model": "demo-image", "prompt": "a dot"}, url=IMAGES)
+    (err,) = failed_with(client, [first, line("second", bad, url=IMAGES)], IMAGES)
+    assert (err.code, err.line, err.param) == (code, 2, param or "body.stream")
+    assert err.message
+
+
+def test_a_chat_line_in_an_images_batch_is_an_invalid_url(client: openai.OpenAI) -> None:
+    (err,) = failed_with(client, [line("chat", ask("hi"))], IMAGES)
+    assert (err.code, err.param) == ("invalid_url", "url")
 
 
 def test_ten_thousand_lines_are_fast(client: openai.OpenAI, server: DemoServer) -> None:
@@ -293,8 +474,12 @@ def test_status_fault_with_times_fails_only_the_first_lines(client: openai.OpenA
 # -- validation ------------------------------------------------------------------------
 
 
-def failed_with(c: openai.OpenAI, lines: Sequence[dict[str, Any] | str]) -> list[Any]:
-    done = wait(c, submit(c, lines).id)
+def failed_with(
+    c: openai.OpenAI,
+    lines: Sequence[dict[str, Any] | str],
+    endpoint: Literal["/v1/chat/completions", "/v1/images/generations"] = CHAT,
+) -> list[Any]:
+    done = wait(c, submit(c, lines, endpoint).id)
     assert done.status == "failed" and done.failed_at
     assert done.output_file_id is None and done.error_file_id is None
     assert done.request_counts is not None and done.request_counts.total == 0
@@ -348,7 +533,7 @@ def test_every_bad_line_is_listed_and_an_empty_file_fails(client: openai.OpenAI)
 @pytest.mark.parametrize(
     ("fields", "status", "param"),
     [
-        ({"endpoint": "/v1/images/generations"}, 400, "endpoint"),
+        ({"endpoint": "/v1/images/edits"}, 400, "endpoint"),
         ({"endpoint": "/v1/nowhere"}, 400, "endpoint"),
         ({"completion_window": "1h"}, 400, "completion_window"),
         ({"input_file_id": "file-nope"}, 404, "id"),
@@ -488,6 +673,28 @@ def test_multipart_reader_keeps_bytes_and_quoted_names() -> None:
     purpose, file = parse_multipart('multipart/form-data; boundary="XyZ"', body)
     assert (purpose.name, purpose.text, purpose.filename) == ("purpose", "batch", None)
     assert (file.name, file.filename, file.data) == ("file", "my; file.jsonl", payload)
+
+
+def test_multipart_reader_utf8_names_padding_and_preamble() -> None:
+    body = (
+        b"a preamble line mentioning --B in passing\r\n"
+        b"--B \t\r\n"  # transport padding after the boundary (RFC 2046)
+        + 'Content-Disposition: form-data; name="file"; filename="données é.jsonl"\r\n'.encode()
+        + b"\r\n\x89PNG\r\n-B --X\r\n--B--\r\nan epilogue"
+    )
+    (file,) = parse_multipart("multipart/form-data; boundary=B", body)
+    assert (file.filename, file.data) == ("données é.jsonl", b"\x89PNG\r\n-B --X")
+    bad_utf8 = (
+        b'--B\r\nContent-Disposition: form-data; name="f"; filename="x\xff.txt"\r\n\r\n1\r\n--B--'
+    )
+    (part,) = parse_multipart("multipart/form-data; boundary=B", bad_utf8)
+    assert part.filename == "x\ufffd.txt"  # replaced, so the JSON reply can carry it
+
+
+def test_upload_keeps_a_non_ascii_file_name(client: openai.OpenAI) -> None:
+    f = client.files.create(file=("données é.jsonl", b"{}\n"), purpose="user_data")
+    assert f.filename == "données é.jsonl"
+    assert client.files.retrieve(f.id).filename == "données é.jsonl"
 
 
 @pytest.mark.parametrize(

@@ -739,3 +739,120 @@ def test_faults_in_a_notebook_keep_the_partial_text_on_screen(
         assert all(o.output_type != "error" for o in reply_cell.outputs + check_cell.outputs)
     final = nb.cells[-1].outputs[0]["data"]["text/markdown"]
     assert final == OK_TEXT
+
+
+# -- issue 15 (5, 10): deadlines that cover the whole exchange; no raw bytes in a line ----
+
+
+class Trickle:
+    """A loopback server that answers every request with ``head`` one byte per ``pace``
+    seconds, then ``tail`` the same way (for ever, when ``tail`` is a callable)."""
+
+    def __init__(self, head: bytes, tail: Any = b"", pace: float = 0.2) -> None:
+        import threading
+
+        self.head, self.tail, self.pace = head, tail, pace
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self._stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        import threading
+
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            conn.recv(65536)
+            for byte in self.head:
+                conn.sendall(bytes([byte]))
+                time.sleep(self.pace)
+            while not self._stop.is_set():
+                piece = self.tail() if callable(self.tail) else self.tail
+                if not piece:
+                    return
+                conn.sendall(piece)
+                time.sleep(self.pace)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._listener.close()
+
+
+def test_headers_sent_one_byte_at_a_time_cannot_hold_a_request(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    # Issue 15 (5): the read timeout restarts with every byte, so trickled headers held
+    # chat() for as long as the server liked. The deadline now covers the headers.
+    server = Trickle(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Slow: " + b"a" * 200)
+    try:
+        started = time.monotonic()
+        with pytest.raises(ci.APITimeoutError, match=r"did not answer within 1 s"):
+            ci.chat("hi", base_url=server.url, timeout=1, connect_timeout=1, max_retries=0,
+                    display=False)  # fmt: skip
+        assert time.monotonic() - started < 4
+    finally:
+        server.close()
+
+
+def test_an_image_download_trickling_its_headers_is_cut_at_its_deadline() -> None:
+    # Issue 15 (5): the 30 s image limit did not cover response headers (150 s seen).
+    from jupyter_chatimg._fetch import fetch_image
+
+    server = Trickle(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nX-Slow: " + b"a" * 200)
+    try:
+        started = time.monotonic()
+        with pytest.raises(ci.ImageInputError, match=r"took longer than 1 s"):
+            fetch_image(f"http://127.0.0.1:{server.port}/a.png", allow_private=True, timeout=1)
+        assert time.monotonic() - started < 3
+    finally:
+        server.close()
+
+
+def test_a_stream_of_comments_only_is_cut_and_keeps_its_text(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    # Issue 15 (5): a stream that sent only ": ping" comments was never cut.
+    head = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+        b'data: {"choices":[{"index":0,"delta":{"content":"kept"}}]}\n\n'
+    )
+    server = Trickle(b"", tail=b"", pace=0.1)
+    server.head = b""
+    sent = iter([head])
+    server.tail = lambda: next(sent, b": ping\n\n")
+    try:
+        started = time.monotonic()
+        with pytest.raises(ci.StreamError, match=r"no data from 127\.0\.0\.1:\d+ for 1 s") as info:
+            ci.chat("hi", base_url=server.url, timeout=1, max_retries=0, display=False)
+        assert 1 <= time.monotonic() - started < 4
+        assert info.value.partial is not None and info.value.partial.text == "kept"
+    finally:
+        server.close()
+
+
+def test_a_binary_reply_after_a_redirect_names_the_host_and_prints_no_raw_bytes(
+    clean_env: pytest.MonkeyPatch, replay_server: ReplayServer
+) -> None:
+    # Issue 15 (10): "HTTP 200: the reply from 127.0.0.1:P is not JSON: \x89PNG \x1a \x00..."
+    png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(32)) * 4
+    replay_server.add(
+        "POST", "/v1/chat/completions", 307, {"Location": "/elsewhere/chat/completions"}, b""
+    )
+    replay_server.add(
+        "POST", "/elsewhere/chat/completions", 200, {"Content-Type": "image/png"}, png
+    )
+    with pytest.raises(ci.APIError) as info:
+        ci.chat("hi", base_url=replay_server.url, stream=False, max_retries=0, display=False)
+    line = str(info.value)
+    assert re.fullmatch(r"[\x20-\x7e…]+", line), repr(line)
+    assert (
+        f"the reply from 127.0.0.1:{replay_server.port} is not JSON: 144 bytes of image/png" in line
+    )

@@ -1122,3 +1122,63 @@ def test_images_module_does_not_import_numpy_matplotlib_or_front_end_libraries()
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]"
+
+
+# -- issue 15: inputs that crashed or hung the kernel, or vanished ----------------------
+
+
+def test_devices_fifos_and_folders_are_refused_before_reading(tmp_path: Path) -> None:
+    # Issue 15 (1): /dev/zero reported size 0 and was read until the kernel ran out of
+    # memory; a FIFO blocked for ever. Nothing that is not a regular file is opened.
+    import os
+    import threading
+
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+
+    def refuse(path: Any, outcome: list[str]) -> None:
+        try:
+            to_image_urls(path)
+        except ImageInputError as exc:
+            outcome.append(str(exc))
+
+    for path in (Path("/dev/zero"), fifo, str(fifo)):
+        outcome: list[str] = []
+        worker = threading.Thread(target=refuse, args=(path, outcome), daemon=True)
+        worker.start()
+        worker.join(5)
+        assert not worker.is_alive(), f"{path} blocked"
+        assert "is not a regular file (a device, a pipe or a socket)" in outcome[0]
+    assert not is_image_like(Path("/dev/zero")) and not is_image_like(fifo)
+
+
+def test_endless_and_self_containing_image_collections_are_refused(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    # Issue 15 (1, 7): an endless iterable grew to 7.9 GB; a list containing itself
+    # gave a RecursionError with 18 frames.
+    import itertools
+
+    import jupyter_chatimg as ci
+
+    red = Image.new("RGB", (4, 4), "red")
+    with pytest.raises(ci.ConfigError, match=r"images: more than 1000 items \(an endless"):
+        ci.chat("hi", images=(red for _ in itertools.count()), display=False)
+    loop: list[Any] = [red]
+    loop.append(loop)
+    with pytest.raises(ImageInputError, match=r"contains itself"):
+        ci.chat("hi", images=loop, display=False)
+    assert not is_image_like(loop)
+
+
+def test_paths_urls_and_data_uris_in_images_are_always_images(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    # Issue 15 (6): chat("p", images=["/nonexistent.png"]) sent "p/nonexistent.png" as text.
+    import jupyter_chatimg as ci
+
+    with pytest.raises(ImageInputError, match=r"no such file '/nonexistent\.png'") as info:
+        ci.chat("p", images=["/nonexistent.png"], display=False)
+    assert info.value.partial is not None and info.value.partial.request is None  # not sent
+    with pytest.raises(ImageInputError, match=r"a str is not an image"):
+        ci.chat("p", images="just some words", display=False)

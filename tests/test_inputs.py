@@ -123,7 +123,7 @@ def test_models_magic_says_one_line_when_the_server_has_none(
     ipython_shell.run_line_magic("chatimg_models", replay_server.url)
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err.startswith("chatimg: HTTP 404") and captured.err.count("\n") == 1
+    assert captured.err.startswith("⚠ HTTP 404") and captured.err.count("\n") == 1
 
 
 def test_image_plt_after_the_inline_backend_closed_the_figure(

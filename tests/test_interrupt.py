@@ -85,8 +85,11 @@ class SlowStream:
                     break
                 self.sent.append(token)
                 readable, _, _ = select.select([conn], [], [], self.interval)
-                if readable and conn.recv(1) == b"":
-                    break  # the client closed its end
+                try:
+                    if readable and conn.recv(1) == b"":
+                        break  # the client closed its end
+                except ConnectionResetError:
+                    break  # closed with unread data still in its buffer: a reset
                 if self._stop.is_set():
                     return
             self.closed.set()
@@ -218,3 +221,73 @@ def test_interrupt_while_fetching_a_returned_image(kernel: tuple[Any, Any]) -> N
     check = run(kc, "print(_.text, len(_.images))")
     out = "".join(m["content"]["text"] for m in check if m["msg_type"] == "stream")
     assert out == f"Look: ![x]({image}) done. 0\n"
+
+
+# -- issue 15: Ctrl-C must not be swallowed; Stop in a kernel keeps the partial ----------
+
+
+@pytest.mark.parametrize("handler", ["except Exception", "except ci.ChatImgError"])
+def test_an_interrupt_stops_a_loop_that_catches_errors(
+    server: SlowStream, handler: str, clean_env: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    # Issue 15 (4): the interrupt became a StreamError, so "try: chat() except Exception:
+    # pass" in a loop carried on after the user pressed Stop (2.5 s -> 62.8 s).
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "loop.py"
+    script.write_text(
+        "import jupyter_chatimg as ci\n"
+        "kept = []\n"
+        "try:\n"
+        "    for i in range(20):\n"
+        "        try:\n"
+        f"            ci.chat('hi', base_url={server.url!r}, model='m', display=False)\n"
+        f"        {handler}:\n"
+        "            pass\n"
+        "    print('the loop ran on', flush=True)\n"
+        "except KeyboardInterrupt as stop:\n"
+        "    print('stopped with', repr(stop.partial.text[:9]), flush=True)\n",
+        encoding="utf-8",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 30
+    while len(server.sent) < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=10)
+    assert "the loop ran on" not in out, err[-2000:]
+    assert out.strip() == "stopped with ' tok0 tok'", err[-2000:]
+    assert server.requests == 1  # the next request of the loop was never made
+
+
+def test_stop_in_a_kernel_is_prompt_and_keeps_the_partial(
+    server: SlowStream, kernel: tuple[Any, Any]
+) -> None:
+    # Issue 15 (14): in a kernel, panel.stop() took 1.0 s and result.text was ''.
+    _, kc = kernel
+    run(
+        kc,
+        "import jupyter_chatimg as ci\n"
+        f"p = ci.ChatPanel(base_url={server.url!r}, model='m')\n"
+        "p.prompt.value = 'hi'\n"
+        "p.send()\n",
+    )
+    deadline = time.monotonic() + 30
+    while len(server.sent) < 20 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    messages = run(
+        kc,
+        "import time\n"
+        "t = time.monotonic(); p.stop(); took = time.monotonic() - t\n"
+        "print(round(took, 3), repr(p.result.text[:10]), p.busy, type(p.result.error).__name__,"
+        " sep='|')\n",
+    )
+    (line,) = [m["content"]["text"] for m in messages if m["msg_type"] == "stream"]
+    took, text, busy, error = line.strip().split("|")
+    assert float(took) < 0.5
+    assert (text, busy, error) == ("' tok0 tok1'", "False", "StreamError")
+    assert server.closed.wait(5)

@@ -437,7 +437,10 @@ def test_lazy_export(clean_env: pytest.MonkeyPatch) -> None:
     assert ci.ChatPanel is ChatPanel
 
 
-def test_panel_magic_displays_a_panel(shell: Any) -> None:
+def test_panel_magic_displays_a_panel(shell: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from jupyter_chatimg import _magic
+
+    monkeypatch.setattr(_magic, "in_notebook", lambda: True)  # as under a kernel
     with capture_output() as captured:
         shell.run_line_magic("chatimg_panel", "")
     panel = shell.user_ns.pop("_chatimg_panel")
@@ -465,3 +468,28 @@ def test_picker_follows_the_notebook_after_each_cell(shell: Any) -> None:
     shell.run_cell("x_after_close = 1")  # a closed panel stops listening, quietly
     hooks = shell.events.callbacks["post_run_cell"]
     assert not any(getattr(h, "__qualname__", "").startswith("ChatPanel.") for h in hooks)
+
+
+def test_the_panel_magic_in_a_terminal_says_it_needs_jupyter(
+    shell: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Issue 16 (7): in terminal IPython, %chatimg_panel said "run the notebook".
+    capsys.readouterr()
+    shell.run_line_magic("chatimg_panel", "")
+    captured = capsys.readouterr()
+    assert captured.err == (
+        "⚠ the chat panel is a Jupyter widget: open this in JupyterLab, Notebook 7 or VS Code; "
+        "in a terminal, use %%chatimg or ci.chat()\n"
+    )
+    assert "_chatimg_panel" not in shell.user_ns
+
+
+def test_an_unknown_model_on_the_demo_is_not_called_a_demo_model() -> None:
+    # Issue 16 (4): "offline demo model (nosuchmodel)".
+    from jupyter_chatimg._session import demo_note
+
+    assert demo_note("demo-vision").startswith("offline demo model (demo-vision)")
+    assert demo_note("demo-image@slow=0.1").startswith("offline demo model (demo-image@")
+    assert demo_note("nosuchmodel").startswith(
+        "offline demo endpoint: it has demo-vision and demo-image only, not 'nosuchmodel'"
+    )

@@ -95,10 +95,12 @@ def test_main_command_in_a_fresh_clone(tmp_path: Path) -> None:
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, timeout=120)
     command = setup_commands((clone / "README.md").read_text(encoding="utf-8"))[MAIN_HEADING]
+    # Issue 16 (1): a key in the shell must not send command 1 to a paid model (or crash it).
+    env = {**_clean_env(), "OPENAI_API_KEY": "sk-test-readme-not-a-real-key-0123456789"}
     proc = subprocess.run(
         ["bash", "-c", command],
         cwd=clone,
-        env=_clean_env(),
+        env=env,
         capture_output=True,
         text=True,
         timeout=1100,
@@ -110,6 +112,10 @@ def test_main_command_in_a_fresh_clone(tmp_path: Path) -> None:
     assert REPLY in proc.stdout, tail
     assert DEMO_NOTE in proc.stdout, tail
     assert "Traceback" not in proc.stdout + proc.stderr, tail
+    # Issue 16 (10): self-contained (no links to image files never written) and quiet.
+    assert "_files/" not in proc.stdout, tail
+    assert "![png](data:image/png;base64," in proc.stdout, tail
+    assert "WARNING" not in proc.stderr, tail
     # It ran with the package installed from the clone into the clone's .venv.
     where = subprocess.run(
         [

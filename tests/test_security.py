@@ -835,3 +835,43 @@ def test_server_error_text_carries_no_control_sequences(
         ci.chat("Go.", sink=PrintSink(), max_retries=0)
     assert str(info.value).startswith("HTTP 403: denied]0;owned now (")
     assert "\x1b" not in capsys.readouterr().out
+
+
+def test_link_local_addresses_are_never_fetched_even_for_a_local_endpoint(
+    images: ReplayServer,
+) -> None:
+    # Issue 15 (16): with a loopback endpoint (a local vLLM or Ollama), returned image
+    # links were fetched from any private address, 169.254.169.254 included.
+    from jupyter_chatimg._config import Settings
+    from jupyter_chatimg._fetch import fetch_result_images
+    from jupyter_chatimg._result import ChatResult, Choice
+
+    images.add("GET", "/a.png", 200, {"Content-Type": "image/png"}, png_bytes((5, 5)))
+    images.add("GET", "/b.png", 200, {"Content-Type": "image/png"}, png_bytes((6, 6)))
+    addresses = {
+        "metadata.internal": ["169.254.169.254"],
+        "intranet.internal": ["10.1.2.3"],
+        "localhost": ["127.0.0.1"],
+    }
+
+    def resolver(host: str, port: int) -> list[str]:
+        return addresses[host]
+
+    result = ChatResult(
+        choices=[
+            Choice(
+                image_urls=[
+                    "http://metadata.internal/latest/meta-data/iam",
+                    "http://intranet.internal/a.png",
+                    "http://localhost/b.png",
+                ]
+            )
+        ]
+    )
+    settings = Settings(base_url="http://localhost:8000/v1")  # the endpoint is on loopback
+    fetch_result_images(result, settings, resolver=resolver, transport=LoopbackRouter(images.port))
+    errors = result.choices[0].image_errors
+    assert "link-local" in errors["http://metadata.internal/latest/meta-data/iam"]
+    assert "allowed only when the endpoint itself" in errors["http://intranet.internal/a.png"]
+    assert [im.size for im in result.images] == [(6, 6)]  # the endpoint's own host only
+    assert [r.path for r in images.requests] == ["/b.png"]

@@ -7,6 +7,7 @@ import base64
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _ipython import ipython_shell  # noqa: F401 - fixture
@@ -146,3 +147,24 @@ def test_fixture_through_the_magic(name: str, cdn: ReplayServer, ipython_shell) 
             result = ipython_shell.user_ns["r"]
             assert ipython_shell.user_ns["_"] is result
             check(name, result, result.error)
+
+
+def test_choice_indexes_that_make_no_sense_are_ignored_and_reported(
+    clean_env: pytest.MonkeyPatch, replay_server: Any
+) -> None:
+    # Issue 15 (13): a choice with index -5 became .text instead of choice 0.
+    chunks = [
+        {"choices": [{"index": -5, "delta": {"content": "injected "}}]},
+        {"choices": [{"index": "0", "delta": {"content": "also injected "}}]},
+        {"choices": [{"index": 0, "delta": {"role": "assistant", "content": "the reply"}}]},
+        {"choices": [{"index": 10**9, "delta": {"content": "far away"}}]},
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+    ]
+    body = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+    replay_server.add(
+        "POST", "/v1/chat/completions", 200, {"Content-Type": "text/event-stream"}, body,
+        chunk_sizes=(1, 9),
+    )  # fmt: skip
+    result = ci.chat("hi", base_url=replay_server.url, display=False)
+    assert result.text == "the reply" and len(result.choices) == 1
+    assert result.warnings == ["ignored choices with impossible indexes: -5, '0', 1000000000"]

@@ -11,12 +11,17 @@ Start it::
     with serve_demo() as server:          # a free port; server.url ends in /v1
         ...                               # OpenAI(base_url=server.url, api_key="unused")
 
-or from a shell: ``python -m jupyter_chatimg.demo [--port 8765] [--batch-delay S]``.
-``ensure_demo_server()`` returns one process-wide server, started on first use.
+``ensure_demo_server()`` returns one process-wide server, started on first use;
+or from a shell: ``python -m jupyter_chatimg.demo [--port 8765] [--batch-delay S]``, which
+prints settings that work as printed (``export OPENAI_BASE_URL=http://127.0.0.1:P/v1
+OPENAI_API_KEY=demo CHATIMG_MODEL=demo-vision``: the official client needs some key, and
+real chat model names such as ``gpt-4o-mini`` are answered 404, naming the demo models).
 
 Endpoints: ``GET /v1/models``, ``GET /v1/models/{id}``, ``POST /v1/chat/completions``
 (streaming with ``data: [DONE]``, ``stream_options.include_usage``, ``n``,
-``max_tokens``/``max_completion_tokens`` (finish_reason ``length``), ``stop``).
+``max_tokens``/``max_completion_tokens`` (finish_reason ``length``), ``stop``,
+``response_format`` ``json_schema``, ``tools``/``tool_choice``/``parallel_tool_calls``),
+``POST /v1/images/generations`` and ``POST /v1/images/edits`` (the Images API, below).
 ``Authorization`` is accepted but never required, logged or echoed. Requests are
 never logged. The Files and Batch APIs are described below.
 
@@ -30,6 +35,8 @@ Models
     it describes each ("Image 1", "Image 2") and compares them. http(s) image URLs
     cannot be fetched offline and it says so. With ``response_format`` json_object
     it answers JSON. Without an image it says what it is (and does arithmetic).
+    A palette image (mode ``P``, as clients often send RGB pictures to save bytes) is
+    described as the RGB(A) picture it is.
 ``demo-image``
     Without an image: draws the prompt: colours (14 names plus synonyms such as
     navy, teal, gold; "light"/"dark" variants), shapes (circle, square, rectangle,
@@ -55,6 +62,76 @@ Models
     ``[{"type": "image_url", "image_url": {"url": "data:image/png;base64,..."}}]``
     and the text has no markdown image.
 
+Structured output (both models)
+-------------------------------
+``"response_format": {"type": "json_schema", "json_schema": {"name", "schema",
+"strict"}}``: the reply text is JSON that always validates against ``schema`` (types,
+``enum``, ``const``, ``properties``/``required``/``additionalProperties``,
+``min/maxProperties``, ``items``/``prefixItems``/``min/maxItems``/``uniqueItems``/
+``contains``, ``minimum``/``maximum`` (also exclusive)/``multipleOf``,
+``min/maxLength``/``pattern``/``format``, ``allOf``/``anyOf``/``oneOf`` (the first
+branch that works), local ``$ref`` to ``$defs``/``definitions``). Properties get
+measured values by name, matched generously (camelCase, synonyms): width, height,
+size/dimensions, aspect_ratio, orientation, is_landscape, dominant colour, colors
+(names, or objects with name/share/percent/hex/rgb), background, brightness,
+contrast (0-255, 0-1, percent, a word or a boolean, whichever the schema takes),
+has_alpha, transparency, is_photo/is_drawing, kind, mode, format, symmetric,
+caption/description/summary, count of images, an ``images`` array with one object
+per image ...; after tool results, their JSON fields by name too. Everything else
+gets a neutral value (``""``, ``0``, ``false``, the first enum value, ``minItems``
+items). Streamed and not streamed alike.
+
+Tool calls (both models)
+------------------------
+With function ``tools``, when the last user message names a tool (``get_weather``,
+"get weather", ``getWeather``) the reply calls it: ``finish_reason`` ``tool_calls``,
+``message.tool_calls`` (or, streamed as OpenAI does, a first delta with ``index``,
+``id``, ``type`` and ``function.name`` and empty arguments, then the arguments in
+several pieces). Several named tools are called in parallel in the prompt's order
+(``parallel_tool_calls: false``: the first only). Arguments come from the prompt and
+always validate against the tool's parameters: a value next to the parameter's name
+(``width 300``, ``city: "Oslo"``), the enum option mentioned, the prompt's numbers in
+order, quoted strings, colour words, capitalised names and other words; otherwise
+neutral values. ``tool_choice``: ``none`` never calls, ``required`` calls the named
+tools or the first one, ``{"type": "function", "function": {"name"}}`` calls that
+one. Call ids are ``call_`` + a hash of the request. When the messages after the
+last assistant tool calls are its ``tool`` answers (and user messages carrying
+images the tools returned), the reply quotes each result (JSON objects field by
+field) and describes those images. The demo checks the message order as OpenAI
+does (400 when a ``tool`` message answers no call or a call has no answer).
+
+Images API
+----------
+``POST /v1/images/generations`` (JSON) draws the prompt as ``demo-image`` does;
+``POST /v1/images/edits`` (multipart: ``image`` or ``image[]`` up to 16 files, PNG,
+JPEG or WebP; optional ``mask``, a PNG with alpha of the first image's size)
+applies the recognised edits to the first image, or draws the shapes the prompt
+names onto it, changing only where the mask is transparent (partial alpha
+blends). Fields: ``prompt``, ``model``, ``n`` (1-10), ``size``, ``quality``,
+``background`` (``transparent`` makes the drawn background transparent),
+``output_format`` (png, jpeg, webp), ``output_compression``, ``response_format``,
+``stream``, ``partial_images`` (0-3), ``moderation``, ``style``, ``user``,
+``input_fidelity``. Models: ``demo-image`` (any size WxH from 16 to 4096, ``b64_json``
+or ``url``, a ``revised_prompt`` saying what was done), the GPT image models
+``gpt-image-1``, ``gpt-image-1-mini``, ``gpt-image-1.5``, ``gpt-image-2`` (and other
+``gpt-image-*``), ``chatgpt-image-latest`` (sizes auto, 1024x1024, 1536x1024,
+1024x1536, gpt-image-2 style WxH; always ``b64_json``), ``dall-e-2`` and ``dall-e-3``
+(their own sizes; ``url`` by default, published on this server like the
+``image-url`` fault; dall-e-3 adds ``revised_prompt``; no streaming). They are not
+listed in ``/v1/models``. The reply: ``{"created", "data": [{"b64_json" | "url",
+"revised_prompt"?}], "background", "output_format", "quality", "size", "usage":
+{"input_tokens", "input_tokens_details": {"text_tokens", "image_tokens"},
+"output_tokens", "total_tokens"}}`` (DALL-E: ``created`` and ``data`` only).
+Streamed (``stream: true``): ``event: image_generation.partial_image`` (edits:
+``image_edit.*``) events with ``{"type", "b64_json", "partial_image_index",
+"created_at", "size", "quality", "background", "output_format"}``, then
+``image_generation.completed`` with the final ``b64_json`` and ``usage``; no
+``[DONE]``. The partial images are the final image pixelated with blocks that
+shrink step by step, so each is closer to the final one. Invalid input (unknown
+size, ``n`` or ``partial_images`` out of range, more than 16 images, a mask of
+another size or without alpha, jpeg with a transparent background ...) is a 400
+``invalid_request_error`` naming the ``param``; an unknown model is a 404.
+
 Batch API
 ---------
 Shaped like OpenAI's (``/v1`` may be left out of every path, as for chat):
@@ -72,8 +149,8 @@ Shaped like OpenAI's (``/v1`` may be left out of every path, as for chat):
     the usual list / metadata / raw bytes / ``{"id", "object": "file", "deleted": true}``.
     ``GET /v1/files/NAME.png`` still serves the images of the ``image-url`` fault.
 ``POST /v1/batches``
-    JSON ``input_file_id``, ``endpoint`` (``/v1/chat/completions``), ``completion_window``
-    (``24h``), optional ``metadata`` (up to 16 string pairs); answers the ``batch`` object
+    JSON ``input_file_id``, ``endpoint`` (``/v1/chat/completions`` or
+    ``/v1/images/generations``), ``completion_window`` (``24h``), optional ``metadata`` (up to 16 string pairs); answers the ``batch`` object
     with status ``validating``. Refused at once: a missing or ill-typed field or an
     unsupported value (400), an unknown input file (404), a file whose purpose is not
     ``batch`` (400).
@@ -86,19 +163,25 @@ Each batch runs in a background thread: ``validating`` (every line is checked; a
 problem makes the batch ``failed`` with ``errors.data[]`` entries ``{code, message,
 param, line}``: ``invalid_json_line``, ``missing_required_parameter``, ``invalid_url``
 (the line's ``url`` is not the batch endpoint), ``invalid_request`` (a method other than
-POST, a non-object body, no ``model`` or ``messages``), ``streaming_unsupported``,
-``model_not_found``, ``mismatched_model`` (one model per file), ``duplicate_custom_id``,
+POST, a non-object body, no ``model``, no ``messages`` (chat) or ``prompt`` (images)),
+``streaming_unsupported``, ``model_not_found`` (chat: the demo models, with an optional
+``@`` fault suffix; images: the Images API models, no suffix), ``mismatched_model``
+(one model per file), ``duplicate_custom_id``,
 ``empty_file``, ``too_many_tasks`` (over 50,000)) -> ``in_progress`` (each line takes
 ``batch_delay`` seconds, then is answered in-process by the very code that answers
-``POST /v1/chat/completions`` without streaming, so ``response.body`` is the live
-reply but for ``id``/``created``; ``request_counts`` and ``usage`` grow as it goes) ->
+``POST /v1/chat/completions`` (or ``POST /v1/images/generations``) without streaming,
+so ``response.body`` is the live reply, tool calls and structured output included, but
+for a chat completion's ``id``/``created`` (an images reply is identical; its ``url``
+images are published on this server); ``request_counts`` and ``usage`` (input and
+output tokens; DALL-E replies add none) grow as it goes) ->
 ``finalizing`` (``batch_delay`` seconds) -> ``completed``. Output lines, in input order::
 
     {"id": "batch_req_...", "custom_id": "...", "response": {"status_code": 200,
-     "request_id": "req_...", "body": {...the chat.completion...}}, "error": null}
+     "request_id": "req_...", "body": {...the chat.completion or images reply...}},
+     "error": null}
 
-Lines that the chat route would answer with an error status (a body it rejects, or a
-``"model": "demo-vision@status=CODE"`` fault) go to the error file with that
+Lines that the live route would answer with an error status (a body it rejects, or a
+``"model": "demo-vision@status=CODE"`` fault on chat) go to the error file with that
 ``status_code`` and the ``{"error": {...}}`` body, and count as ``failed``. When a
 batch is cancelled or expires, the lines it did not run go to the error file with
 ``"response": null`` and ``"error": {"code": "batch_cancelled" | "batch_expired",
@@ -155,6 +238,16 @@ model suffix ``"model": "demo-vision@<spec>"`` (chat only; both merge). A spec i
                        batch failure (batch-fail)", "param": null, "line": null}]
     batch-expire=N     POST /v1/batches: the batch ends ``expired`` after answering N lines
                        (0: before the first; N >= the number of lines: it completes)
+
+On the Images API (header only) ``status``, ``retry-after``, ``retry-after-ms``,
+``times``, ``html``, ``delay``, ``hang``, ``slow`` and ``ping`` work as above; in a
+stream ``cut=N``, ``eof=N``, ``error=N``, ``event-error=N`` and ``malformed=N`` count
+events (partial images) instead of content chunks, so a large N cuts or fails just
+before the last ``completed`` event, and the error event is
+``{"type": "error", "error": {"message", "type", "param", "code"}}``; whole replies
+are cut, truncated or replaced by an error body as for chat; ``image-url=404`` or
+``notimage`` spoils ``url`` replies. Streamed tool calls count their argument pieces
+as content chunks.
 
 For example ``X-Demo-Fault: status=429;retry-after=1;times=2`` fails twice, then
 succeeds; ``demo-vision@cut=5`` breaks off after five chunks. "N content chunks"

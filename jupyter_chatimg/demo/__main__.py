@@ -13,6 +13,21 @@ from ._server import DemoServer
 DEFAULT_PORT = 8765
 
 
+def hint(url: str) -> str:
+    """What to tell a user: settings that work for the official ``openai`` client (which
+    needs some API key) and for jupyter_chatimg (whose default model is a real one)."""
+    return (
+        f"jupyter_chatimg demo server on {url} (models: {', '.join(DEMO_MODELS)}); point "
+        f"clients at it with: export OPENAI_BASE_URL={url} OPENAI_API_KEY=demo "
+        "CHATIMG_MODEL=demo-vision\n"
+        "Any API key is accepted. Ask for the model demo-vision (describes images) or "
+        "demo-image (draws and edits); real chat model names such as gpt-4o-mini are not "
+        "served here. The Images API (/v1/images/generations, /v1/images/edits) also answers "
+        "gpt-image-1, gpt-image-1.5, gpt-image-2, chatgpt-image-latest, dall-e-2 and dall-e-3. "
+        "Ctrl+C stops."
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the demo server in the foreground until Ctrl+C (or SIGTERM)."""
     parser = argparse.ArgumentParser(
@@ -54,12 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
-    print(
-        f"jupyter_chatimg demo server on {server.url} (models: {', '.join(DEMO_MODELS)}); "
-        f"point clients at it with: export OPENAI_BASE_URL={server.url}  (no API key needed; "
-        "Ctrl+C stops)",
-        flush=True,
-    )
+    print(hint(server.url), flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

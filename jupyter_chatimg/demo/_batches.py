@@ -2,8 +2,9 @@
 
 A batch is validated and run in a background thread of its own: ``validating`` ->
 ``in_progress`` (each line takes ``batch_delay`` seconds, then is answered in-process
-by ``answer_chat``, exactly as ``POST /v1/chat/completions`` answers the same body
-without streaming) -> ``finalizing`` -> ``completed``; or ``failed`` (the input file
+by ``answer_chat`` or ``answer_images``, exactly as ``POST /v1/chat/completions`` or
+``POST /v1/images/generations`` answers the same body without streaming) ->
+``finalizing`` -> ``completed``; or ``failed`` (the input file
 does not validate), ``expired`` (``batch-expire`` fault), ``cancelling`` ->
 ``cancelled``. Output and error files are JSONL in input order, one line per
 ``custom_id``: answered lines with status 200 in the output file; lines answered
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-from ._answer import Publisher, answer_chat
+from ._answer import Publisher, answer_chat, answer_images
 from ._faults import FaultCounter, Faults, FaultSyntaxError, injected_error, parse_faults
 from ._files import (
     FileStore,
@@ -35,11 +36,14 @@ from ._files import (
     query_int,
     query_str,
 )
+from ._images_request import IMAGE_MODELS, known_model
 from ._models import DEMO_MODELS
 from ._protocol import dumps
 from ._request import DemoHTTPError
 
-SUPPORTED_ENDPOINTS = ("/v1/chat/completions",)
+CHAT_ENDPOINT = "/v1/chat/completions"
+IMAGES_ENDPOINT = "/v1/images/generations"
+SUPPORTED_ENDPOINTS = (CHAT_ENDPOINT, IMAGES_ENDPOINT)
 COMPLETION_WINDOWS = ("24h",)
 WINDOW_SECONDS = 24 * 3600
 MAX_REQUESTS = 50_000
@@ -93,26 +97,35 @@ class BatchLine:
 LineCheck = BatchLine | dict[str, Any]  # a line, or the batch error it causes
 
 
-def _check_body(body: dict[str, Any], no: int, custom_id: str) -> LineCheck:
+def _check_body(body: dict[str, Any], no: int, custom_id: str, endpoint: str) -> LineCheck:
+    images = endpoint == IMAGES_ENDPOINT
     model = body.get("model")
     if not isinstance(model, str) or not model:
         return batch_error("invalid_request", "Model parameter is required.", no, "body.model")
-    if "messages" not in body:
+    required = "prompt" if images else "messages"
+    if required not in body:
         return batch_error(
-            "invalid_request", "Messages parameter is required.", no, "body.messages"
+            "invalid_request",
+            f"{required.capitalize()} parameter is required.",
+            no,
+            f"body.{required}",
         )
     if body.get("stream"):
         return batch_error(
             "streaming_unsupported",
-            "Chat Completions: Streaming is not supported in the Batch API.",
+            f"{'Images' if images else 'Chat Completions'}: Streaming is not supported in "
+            "the Batch API.",
             no,
             "body.stream",
         )
-    if model.split("@", 1)[0] not in DEMO_MODELS:
+    # chat lines take faults from a model suffix (``demo-vision@status=429``), as the
+    # live chat route does; the live Images API does not, so neither do its lines
+    known = known_model(model) if images else model.split("@", 1)[0] in DEMO_MODELS
+    if not known:
         return batch_error(
             "model_not_found",
             f"The provided model '{model}' is not supported by the Batch API "
-            f"(this offline demo has: {', '.join(DEMO_MODELS)}).",
+            f"(this offline demo has: {', '.join(IMAGE_MODELS if images else DEMO_MODELS)}).",
             no,
             "body.model",
         )
@@ -153,7 +166,7 @@ def check_line(raw: bytes, no: int, endpoint: str) -> LineCheck:
         )
     if not isinstance(body, dict):
         return batch_error("invalid_request", "'body' must be a JSON object.", no, "body")
-    return _check_body(body, no, custom_id)
+    return _check_body(body, no, custom_id, endpoint)
 
 
 def parse_input(data: bytes, endpoint: str) -> tuple[list[BatchLine], list[dict[str, Any]]]:
@@ -287,12 +300,23 @@ class Batch:
 
 @dataclass(frozen=True)
 class Outcome:
-    """How one line was answered: an HTTP status, a JSON body, a request id, its usage."""
+    """How one line was answered: an HTTP status, a JSON body, a request id, and its
+    (input, output) tokens."""
 
     status: int
     body: dict[str, Any]
     request_id: str
-    usage: dict[str, Any] | None = None
+    tokens: tuple[int, int] | None = None
+
+
+def _tokens(usage: dict[str, Any] | None) -> tuple[int, int] | None:
+    """(input, output) tokens of a chat ``usage`` (``prompt_tokens``/``completion_tokens``)
+    or an Images API one (``input_tokens``/``output_tokens``; DALL-E replies have none)."""
+    if not usage:
+        return None
+    if "prompt_tokens" in usage:
+        return usage["prompt_tokens"], usage["completion_tokens"]
+    return usage["input_tokens"], usage["output_tokens"]
 
 
 def _record_id(batch_id: str, index: int) -> str:
@@ -582,7 +606,7 @@ class BatchAPI:
                 self.batch_delay > 0 and batch.cancel.wait(self.batch_delay)
             ):
                 return "cancelled", i
-            result = self._answer(item)
+            result = self._answer(item, batch.endpoint)
             (out if result.status == 200 else err).append(
                 output_record(batch.id, i, item.custom_id, result)
             )
@@ -592,9 +616,9 @@ class BatchAPI:
                     batch.completed += 1
                 else:
                     batch.failed += 1
-                if result.usage:
-                    batch.input_tokens += result.usage["prompt_tokens"]
-                    batch.output_tokens += result.usage["completion_tokens"]
+                if result.tokens:
+                    batch.input_tokens += result.tokens[0]
+                    batch.output_tokens += result.tokens[1]
         return None, len(lines)
 
     def _finish(self, batch: Batch, out: list[bytes], err: list[bytes], stop: str | None) -> None:
@@ -621,10 +645,15 @@ class BatchAPI:
             else:
                 batch.mark("completed")
 
-    def _answer(self, item: BatchLine) -> Outcome:
-        """Answer one line as ``POST /v1/chat/completions`` answers it (faults from ``model@``)."""
+    def _answer(self, item: BatchLine, endpoint: str) -> Outcome:
+        """Answer one line as the live ``endpoint`` answers it without streaming (chat
+        lines take faults from ``model@``)."""
         fallback_id = "req_" + hashlib.sha256(item.body).hexdigest()[:24]
         try:
+            if endpoint == IMAGES_ENDPOINT:
+                images = answer_images(item.body)
+                body = images.body(self._publish)
+                return Outcome(200, body, images.request_id, _tokens(body.get("usage")))
             faults = parse_faults(item.model.split("@", 1)[1] if "@" in item.model else None)
             if not self._counter.active(faults):
                 faults = Faults()
@@ -642,4 +671,4 @@ class BatchAPI:
             print(f"jupyter_chatimg {message}", file=sys.stderr)
             body = DemoHTTPError(500, message, type="server_error").body()
             return Outcome(500, body, fallback_id)
-        return Outcome(200, ans.completion(), ans.request_id, ans.usage)
+        return Outcome(200, ans.completion(), ans.request_id, _tokens(ans.usage))

@@ -95,8 +95,17 @@ def _has_alpha(img: Image.Image) -> bool:
     return img.mode in _ALPHA_MODES or (img.mode == "P" and "transparency" in img.info)
 
 
+def shown_mode(img: Image.Image) -> str:
+    """The mode of the picture as its maker made it. A palette (``P``/``PA``) is how a
+    file stores colours to save bytes (clients often send RGB pictures as palette
+    PNGs), not what the picture is, so it is reported as ``RGB`` or ``RGBA``."""
+    if img.mode in ("P", "PA"):
+        return "RGBA" if _has_alpha(img) else "RGB"
+    return img.mode
+
+
 def analyze(img: Image.Image, fmt: str | None = None, n_bytes: int | None = None) -> ImageStats:
-    """Measure ``img`` (any PIL mode)."""
+    """Measure ``img`` (any PIL mode); ``mode`` is ``shown_mode(img)``."""
     width, height = img.size
     has_alpha = _has_alpha(img)
     small = _to_rgba_sample(img)
@@ -110,7 +119,7 @@ def analyze(img: Image.Image, fmt: str | None = None, n_bytes: int | None = None
     base = dict(
         width=width,
         height=height,
-        mode=img.mode,
+        mode=shown_mode(img),
         fmt=fmt,
         n_bytes=n_bytes,
         has_alpha=has_alpha,

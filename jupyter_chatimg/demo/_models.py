@@ -23,12 +23,16 @@ from urllib.parse import urlsplit
 
 from PIL import Image
 
+from ._chatopts import ToolCall
 from ._describe import ImageStats, analyze, compare, describe
 from ._draw import caption_card, draw_scene, scene_sentence
 from ._edit import apply_edits
+from ._facts import ChainFacts, DictFacts, ImageFacts
 from ._faults import Faults, mdinject_text
 from ._prompt import EDIT_HELP, parse_edits, parse_scene
 from ._request import ChatRequest, ImageRef, decode_image
+from ._structured import Facts, fill
+from ._toolcalls import ToolResults, plan_calls, results_text, tool_results
 
 DEMO_MODELS: tuple[str, ...] = ("demo-vision", "demo-image")
 HUGE_DRAW_LIMIT = 16_000_000  # pixels; above this ``huge`` sends a flat PNG written by hand
@@ -37,11 +41,13 @@ _URI_PIECES = 8
 
 @dataclass
 class Reply:
-    """One choice's content as the deltas to stream, plus images sent apart (OpenRouter)."""
+    """One choice's content as the deltas to stream, plus images sent apart (OpenRouter)
+    and the tool calls it makes (then ``finish_reason`` is ``tool_calls``)."""
 
     tokens: list[str]
     images: list[str] = field(default_factory=list)
     finish_reason: str = "stop"
+    tool_calls: list[ToolCall] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -268,9 +274,18 @@ def vision_text(req: ChatRequest) -> str:
     parts = [intro, *blocks]
     if len(measured) > 1:
         parts.append(compare(measured))
-    if req.has_tools:
-        parts.append("_(Tools were offered; this demo model never calls them.)_")
     return "\n\n".join(parts)
+
+
+def structured_text(req: ChatRequest, results: ToolResults | None = None) -> str:
+    """JSON valid against the request's ``json_schema``, filled from what was measured on
+    the conversation's images (and from tool results, when there are any)."""
+    refs = req.last_user_images or _conversation_images(req)
+    stats = [analyze(r.image, r.fmt, r.n_bytes) for r in refs if r.image is not None]
+    facts: Facts = ImageFacts(stats)
+    if results is not None:
+        facts = ChainFacts(DictFacts(results.data()), facts)
+    return json.dumps(fill(req.json_schema or {}, facts), ensure_ascii=False)
 
 
 # --- demo-image -------------------------------------------------------------------------
@@ -403,8 +418,22 @@ def build_reply(
     if faults.long:
         return Reply(tokens=list(long_tokens(faults.long)))
     extra = mdinject_text(port) if faults.mdinject else ""
+    calls = plan_calls(req)
+    if calls:
+        return Reply(tokens=[], tool_calls=calls, finish_reason="tool_calls")
+    results = tool_results(req)
+    if req.json_schema is not None:
+        return Reply(tokens=tokenize(structured_text(req, results)))
+    if results is not None:
+        return Reply(tokens=tokenize(results_text(results) + extra))
     if req.model == "demo-vision":
-        return Reply(tokens=tokenize(vision_text(req) + extra))
+        hint = ""
+        if req.has_tools:
+            hint = (
+                "\n\n_(Tools were offered; I call one when your message names it, e.g. "
+                f"`{req.tools[0].name}`.)_"
+            )
+        return Reply(tokens=tokenize(vision_text(req) + hint + extra))
     outcome = image_outcome(req, faults.huge)
     by_url = faults.image_url is not None and publish is not None
     uris = [publish(p) if by_url and publish else png_data_uri(p) for p in outcome.pngs]

@@ -7,7 +7,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from ._chatopts import ToolCall
 from ._models import Reply
+
+_ARGUMENT_PIECES = 6
 
 FINGERPRINT = "fp_demo_0001"
 _EPOCH = 1_700_000_000
@@ -86,8 +89,14 @@ class ContentEncoder:
 
 
 def usage(prompt_tokens: int, replies: list[Reply]) -> dict[str, Any]:
-    """The ``usage`` object: tokens sent, plus a flat 85 per separately attached image."""
-    completion = sum(len(r.tokens) + 85 * len(r.images) for r in replies)
+    """The ``usage`` object: tokens sent, plus a flat 85 per separately attached image and
+    about one per 4 characters of tool-call names and arguments."""
+    completion = sum(
+        len(r.tokens)
+        + 85 * len(r.images)
+        + sum(3 + (len(c.name) + len(c.arguments)) // 4 for c in r.tool_calls)
+        for r in replies
+    )
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion,
@@ -107,6 +116,9 @@ def completion(env: Envelope, replies: list[Reply], use: dict[str, Any]) -> dict
         message: dict[str, Any] = {"role": "assistant", "content": r.text, "refusal": None}
         if r.images:
             message["images"] = images_field(r.images)
+        if r.tool_calls:
+            message["content"] = r.text or None
+            message["tool_calls"] = tool_calls_field(r.tool_calls)
         choices.append(
             {"index": i, "message": message, "logprobs": None, "finish_reason": r.finish_reason}
         )
@@ -119,6 +131,29 @@ def completion(env: Envelope, replies: list[Reply], use: dict[str, Any]) -> dict
         "choices": choices,
         "usage": use,
     }
+
+
+def tool_calls_field(calls: list[ToolCall]) -> list[dict[str, Any]]:
+    """``message.tool_calls`` of a whole completion."""
+    return [
+        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+        for c in calls
+    ]
+
+
+def tool_call_deltas(calls: list[ToolCall]) -> list[dict[str, Any]]:
+    """The ``delta`` of each chunk that streams ``calls`` the way OpenAI does: per call, a
+    first chunk with ``index``, ``id``, ``type``, the name and empty arguments, then the
+    arguments in several pieces."""
+    deltas: list[dict[str, Any]] = []
+    for i, c in enumerate(calls):
+        head = {"index": i, "id": c.id, "type": "function"}
+        deltas.append({"tool_calls": [{**head, "function": {"name": c.name, "arguments": ""}}]})
+        step = max(1, -(-len(c.arguments) // _ARGUMENT_PIECES))
+        for k in range(0, len(c.arguments), step):
+            piece = c.arguments[k : k + step]
+            deltas.append({"tool_calls": [{"index": i, "function": {"arguments": piece}}]})
+    return deltas
 
 
 def error_body(message: str, type: str, code: str | None, param: str | None = None) -> bytes:

@@ -19,42 +19,23 @@ from typing import Any
 
 from PIL import Image
 
+from ._chatopts import ToolCall, ToolSpec, parse_extras, parse_tool_calls
+from ._httperror import DemoHTTPError, bad
+
+__all__ = [
+    "ChatRequest",
+    "DemoHTTPError",
+    "ImageRef",
+    "Message",
+    "ToolCall",
+    "ToolSpec",
+    "decode_image",
+    "parse_request",
+]
+
 MAX_IMAGE_PIXELS = 50_000_000
 _DATA_URI = re.compile(r"data:(image/[\w.+-]+)?((?:;[\w=.+-]+)*?);base64,(.*)", re.S | re.I)
 _ROLES = ("system", "developer", "user", "assistant", "tool", "function")
-
-
-class DemoHTTPError(Exception):
-    """An error answer: HTTP status plus the OpenAI error-body fields."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        type: str = "invalid_request_error",
-        param: str | None = None,
-        code: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.type = type
-        self.param = param
-        self.code = code
-        self.headers = headers or {}
-
-    def body(self) -> dict[str, Any]:
-        """The standard ``{"error": {...}}`` body."""
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
 
 
 @dataclass
@@ -89,11 +70,14 @@ class ImageRef:
 
 @dataclass
 class Message:
-    """A message reduced to its text parts and its images (in order)."""
+    """A message reduced to its text parts and its images (in order); an assistant
+    message may carry ``tool_calls``, a ``tool`` message its ``tool_call_id``."""
 
     role: str
     text: str
     images: list[ImageRef] = field(default_factory=list)
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    tool_call_id: str | None = None
 
 
 @dataclass
@@ -109,7 +93,15 @@ class ChatRequest:
     include_usage: bool = False
     modalities: list[str] = field(default_factory=list)
     response_format: str = "text"
-    has_tools: bool = False
+    tools: list[ToolSpec] = field(default_factory=list)
+    tool_choice: str = "auto"  # auto, none, required, or "function:NAME"
+    parallel_tool_calls: bool = True
+    json_schema: dict[str, Any] | None = None  # response_format json_schema's "schema"
+
+    @property
+    def has_tools(self) -> bool:
+        """Whether function tools were offered."""
+        return bool(self.tools)
 
     @property
     def prompt(self) -> str:
@@ -172,16 +164,12 @@ def decode_image(url: str, detail: str = "auto") -> ImageRef:
     return ref
 
 
-def _bad(message: str, param: str | None) -> DemoHTTPError:
-    return DemoHTTPError(400, message, param=param)
-
-
 def _opt(body: dict[str, Any], key: str, kinds: tuple[type, ...], what: str) -> Any:
     v = body.get(key)
     if v is None:
         return None
     if (isinstance(v, bool) and bool not in kinds) or not isinstance(v, kinds):
-        raise _bad(f"Invalid type for '{key}': expected {what}, got {type(v).__name__}.", key)
+        raise bad(f"Invalid type for '{key}': expected {what}, got {type(v).__name__}.", key)
     return v
 
 
@@ -191,38 +179,93 @@ def _content(raw: Any, where: str) -> tuple[str, list[ImageRef]]:
     if isinstance(raw, str):
         return raw, []
     if not isinstance(raw, list):
-        raise _bad(f"Invalid type for '{where}': expected a string or an array of parts.", where)
+        raise bad(f"Invalid type for '{where}': expected a string or an array of parts.", where)
     texts: list[str] = []
     images: list[ImageRef] = []
     for j, part in enumerate(raw):
         p = f"{where}[{j}]"
         if not isinstance(part, dict):
-            raise _bad(f"Invalid type for '{p}': expected an object.", p)
+            raise bad(f"Invalid type for '{p}': expected an object.", p)
         kind = part.get("type")
         if kind in ("text", "input_text"):
             text = part.get("text")
             if not isinstance(text, str):
-                raise _bad(f"Missing or invalid '{p}.text': expected a string.", f"{p}.text")
+                raise bad(f"Missing or invalid '{p}.text': expected a string.", f"{p}.text")
             texts.append(text)
         elif kind == "image_url":
             iu = part.get("image_url")
             if isinstance(iu, str):
                 iu = {"url": iu}
             if not isinstance(iu, dict) or not isinstance(iu.get("url"), str):
-                raise _bad(f"Missing or invalid '{p}.image_url.url'.", f"{p}.image_url.url")
+                raise bad(f"Missing or invalid '{p}.image_url.url'.", f"{p}.image_url.url")
             detail = iu.get("detail") or "auto"
             if detail not in ("auto", "low", "high"):
-                raise _bad(
+                raise bad(
                     f"Invalid value for '{p}.image_url.detail': use auto, low or high.",
                     f"{p}.image_url.detail",
                 )
             images.append(decode_image(iu["url"], detail))
         else:
-            raise _bad(
+            raise bad(
                 f"Invalid value for '{p}.type': {kind!r}; supported: 'text', 'image_url'.",
                 f"{p}.type",
             )
     return "\n".join(texts), images
+
+
+def _message(m: Any, where: str) -> Message:
+    if not isinstance(m, dict):
+        raise bad(f"Invalid type for '{where}': expected an object.", where)
+    role = m.get("role")
+    if role not in _ROLES:
+        raise bad(f"Invalid value for '{where}.role': {role!r}.", f"{where}.role")
+    text, images = _content(m.get("content"), f"{where}.content")
+    msg = Message(role=role, text=text, images=images)
+    if role == "assistant":
+        msg.tool_calls = parse_tool_calls(m.get("tool_calls"), f"{where}.tool_calls")
+    elif role == "tool":
+        call_id = m.get("tool_call_id")
+        if not isinstance(call_id, str) or not call_id:
+            raise bad(f"Missing parameter 'tool_call_id' in '{where}'.", f"{where}.tool_call_id")
+        msg.tool_call_id = call_id
+    return msg
+
+
+def _check_tool_order(messages: list[Message]) -> None:
+    """OpenAI's rule: the answers to an assistant's tool calls come right after it."""
+    pending: set[str] = set()
+    for i, m in enumerate(messages):
+        if m.role == "tool":
+            if m.tool_call_id not in pending:
+                raise bad(
+                    f"Invalid parameter: messages with role 'tool' must be a response to a "
+                    f"preceding message with 'tool_calls' (messages[{i}].tool_call_id "
+                    f"{m.tool_call_id!r} answers no pending call).",
+                    f"messages[{i}].tool_call_id",
+                )
+            pending.discard(m.tool_call_id)
+            continue
+        if pending:
+            raise bad(
+                "An assistant message with 'tool_calls' must be followed by tool messages "
+                f"responding to each 'tool_call_id'. Missing: {', '.join(sorted(pending))}.",
+                f"messages[{i}].role",
+            )
+        pending = {c.id for c in m.tool_calls}
+    if pending:
+        raise bad(
+            "An assistant message with 'tool_calls' must be followed by tool messages "
+            f"responding to each 'tool_call_id'. Missing: {', '.join(sorted(pending))}.",
+            f"messages[{len(messages) - 1}].tool_calls",
+        )
+
+
+def _messages(raw: Any) -> list[Message]:
+    if not isinstance(raw, list) or not raw:
+        raise bad("'messages' must be a non-empty array of message objects.", "messages")
+    messages = [_message(m, f"messages[{i}]") for i, m in enumerate(raw)]
+    _check_tool_order(messages)
+    return messages
 
 
 def parse_request(raw: bytes, models: tuple[str, ...]) -> ChatRequest:
@@ -230,53 +273,42 @@ def parse_request(raw: bytes, models: tuple[str, ...]) -> ChatRequest:
     try:
         body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise _bad(
+        raise bad(
             f"The request body is not valid JSON ({e.__class__.__name__}): send a JSON object.",
             None,
         ) from None
     if not isinstance(body, dict):
-        raise _bad("The request body must be a JSON object.", None)
+        raise bad("The request body must be a JSON object.", None)
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        raise _bad("You must provide a model parameter.", "model")
+        raise bad("You must provide a model parameter.", "model")
     base = model.split("@", 1)[0]
     if base not in models:
         raise DemoHTTPError(
             404,
             f"The model '{base}' does not exist on this offline demo server. "
-            f"Available models: {', '.join(models)}.",
+            f"Available models: {', '.join(models)} (demo-vision describes images, "
+            "demo-image draws and edits them).",
             param="model",
             code="model_not_found",
         )
-    msgs = body.get("messages")
-    if not isinstance(msgs, list) or not msgs:
-        raise _bad("'messages' must be a non-empty array of message objects.", "messages")
-    messages: list[Message] = []
-    for i, m in enumerate(msgs):
-        where = f"messages[{i}]"
-        if not isinstance(m, dict):
-            raise _bad(f"Invalid type for '{where}': expected an object.", where)
-        role = m.get("role")
-        if role not in _ROLES:
-            raise _bad(f"Invalid value for '{where}.role': {role!r}.", f"{where}.role")
-        text, images = _content(m.get("content"), f"{where}.content")
-        messages.append(Message(role=role, text=text, images=images))
+    messages = _messages(body.get("messages"))
 
     stream = _opt(body, "stream", (bool,), "a boolean") or False
     n = _opt(body, "n", (int,), "an integer")
     if n is not None and not 1 <= n <= 128:
-        raise _bad("Invalid 'n': must be between 1 and 128.", "n")
+        raise bad("Invalid 'n': must be between 1 and 128.", "n")
     max_tokens = _opt(body, "max_completion_tokens", (int,), "an integer")
     max_tokens = _opt(body, "max_tokens", (int,), "an integer") or max_tokens
     if max_tokens is not None and max_tokens < 1:
-        raise _bad("Invalid 'max_tokens': must be at least 1.", "max_tokens")
+        raise bad("Invalid 'max_tokens': must be at least 1.", "max_tokens")
     stop = body.get("stop")
     if isinstance(stop, str):
         stop = [stop]
     if stop is not None and (
         not isinstance(stop, list) or len(stop) > 4 or not all(isinstance(s, str) for s in stop)
     ):
-        raise _bad("Invalid 'stop': a string or an array of up to 4 strings.", "stop")
+        raise bad("Invalid 'stop': a string or an array of up to 4 strings.", "stop")
     for key in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
         _opt(body, key, (int, float), "a number")
     _opt(body, "seed", (int,), "an integer")
@@ -284,8 +316,7 @@ def parse_request(raw: bytes, models: tuple[str, ...]) -> ChatRequest:
     _opt(body, "logit_bias", (dict,), "an object")
     opts = _opt(body, "stream_options", (dict,), "an object") or {}
     modalities = _opt(body, "modalities", (list,), "an array of strings") or []
-    rf = _opt(body, "response_format", (dict,), "an object") or {}
-    tools = _opt(body, "tools", (list,), "an array") or []
+    extras = parse_extras(body)
     return ChatRequest(
         model=base,
         messages=messages,
@@ -295,6 +326,9 @@ def parse_request(raw: bytes, models: tuple[str, ...]) -> ChatRequest:
         stop=[s for s in (stop or []) if s],
         include_usage=bool(opts.get("include_usage")) and stream,
         modalities=[str(x) for x in modalities],
-        response_format=str(rf.get("type", "text")),
-        has_tools=bool(tools),
+        response_format=extras.response_format,
+        tools=extras.tools,
+        tool_choice=extras.tool_choice,
+        parallel_tool_calls=extras.parallel_tool_calls,
+        json_schema=extras.json_schema,
     )

@@ -14,13 +14,15 @@ import socket
 import sys
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from ._answer import ChatAnswer, answer_chat
+from ._answer import ChatAnswer, answer_chat, answer_images
 from ._batches import BatchAPI
 from ._faults import FaultCounter, Faults, FaultSyntaxError, injected_error, parse_faults
+from ._images_reply import error_payload, stream_events
 from ._models import DEMO_MODELS, Reply
 from ._protocol import (
     DONE,
@@ -32,6 +34,7 @@ from ._protocol import (
     images_field,
     model_object,
     models_list,
+    tool_call_deltas,
 )
 from ._request import ChatRequest, DemoHTTPError
 
@@ -40,6 +43,12 @@ MAX_FILES = 64
 _DISCONNECT = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
 _CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
 _MODELS_PATHS = ("/v1/models", "/models")
+_IMAGES_PATHS = (
+    "/v1/images/generations",
+    "/images/generations",
+    "/v1/images/edits",
+    "/images/edits",
+)
 _LEAK_PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
     "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"
@@ -295,6 +304,8 @@ class _Handler(BaseHTTPRequestHandler):
                     code="method_not_allowed",
                 )
             self._chat(body, faults)
+        elif path in _IMAGES_PATHS and method == "POST":
+            self._images(path, body, faults)
         elif path in _MODELS_PATHS:
             if method != "GET":
                 raise DemoHTTPError(405, f"Use GET for {path}.", headers={"Allow": "GET"})
@@ -314,7 +325,7 @@ class _Handler(BaseHTTPRequestHandler):
             text = (
                 "jupyter_chatimg offline demo server (OpenAI-compatible).\n"
                 f"Models: {', '.join(DEMO_MODELS)}. Endpoints: GET /v1/models, "
-                "POST /v1/chat/completions.\n"
+                "POST /v1/chat/completions, POST /v1/images/generations, POST /v1/images/edits.\n"
             )
             self._send(200, text.encode(), "text/plain; charset=utf-8")
         else:
@@ -345,7 +356,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _complete(self, ans: ChatAnswer, f: Faults) -> None:
         # the body comes from ChatAnswer.completion(), which batch lines use too
-        body, headers = dumps(ans.completion()), ans.headers
+        self._send_whole(dumps(ans.completion()), f, ans.headers)
+
+    def _send_whole(self, body: bytes, f: Faults, headers: dict[str, str]) -> None:
+        """A whole JSON reply, with the faults that apply to one (error, malformed, cut)."""
         if f.error is not None or f.event_error is not None:
             body = error_body(
                 _fault_message(f.error or f.event_error or 0), "server_error", "demo_fault"
@@ -380,8 +394,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.end_headers()
         out = _ChunkedWriter(self.wfile, batch=bool(f.long) and not f.slow)
-        for i in range(req.n):
-            out.event(env.chunk([choice(i, {"role": "assistant", "content": "", "refusal": None})]))
+        for i, r in enumerate(replies):
+            content = None if r.tool_calls else ""
+            out.event(
+                env.chunk([choice(i, {"role": "assistant", "content": content, "refusal": None})])
+            )
         enc = ContentEncoder(env, req.n)
         sent = 0
         malformed_done = False
@@ -403,6 +420,11 @@ class _Handler(BaseHTTPRequestHandler):
                     self._wait(f.slow)
                 out.event(enc.event(i, r.tokens[step]))
                 sent += 1
+        for i, r in enumerate(replies):
+            for delta in tool_call_deltas(r.tool_calls):
+                self._fault_point(out, f, sent)
+                out.event(env.chunk([choice(i, delta)]))
+                sent += 1
         self._fault_point(out, f, sent, end=True)
         for i, r in enumerate(replies):
             if r.images:
@@ -415,7 +437,14 @@ class _Handler(BaseHTTPRequestHandler):
         out.event(DONE)
         out.end()
 
-    def _fault_point(self, out: _ChunkedWriter, f: Faults, sent: int, end: bool = False) -> None:
+    def _fault_point(
+        self,
+        out: _ChunkedWriter,
+        f: Faults,
+        sent: int,
+        end: bool = False,
+        payload: Callable[[str], bytes] | None = None,
+    ) -> None:
         def due(n: int | None) -> bool:
             return n is not None and (sent == n or (end and sent < n))
 
@@ -426,11 +455,51 @@ class _Handler(BaseHTTPRequestHandler):
             out.end()
             raise _StreamEnd
         if due(f.error) or due(f.event_error):
-            err = error_body(_fault_message(sent), "server_error", "demo_fault")
+            message = _fault_message(sent)
+            err = payload(message) if payload else error_body(message, "server_error", "demo_fault")
             prefix = b"event: error\n" if due(f.event_error) else b""
             out.event(prefix + b"data: " + err + b"\n\n")
             out.end()
             raise _StreamEnd
+
+    # -- images -------------------------------------------------------------------------
+
+    def _images(self, path: str, body: bytes, faults: Faults) -> None:
+        edit = path.endswith("/edits")
+        ans = answer_images(body, self.headers.get("Content-Type"), edit=edit)
+        if not ans.job.stream:
+            # the body comes from ImagesAnswer.body(), which batch lines use too
+            reply = ans.body(self.server.publish, faults.image_url or "ok")
+            self._send_whole(dumps(reply), faults, ans.headers)
+            return
+        with contextlib.suppress(_StreamEnd):
+            self._send_events(stream_events(ans.job, ans.rendered), faults, ans.headers)
+
+    def _send_events(self, events: list[bytes], f: Faults, headers: dict[str, str]) -> None:
+        """A server-sent event stream of ``events`` (no ``[DONE]``, as the Images API),
+        with the stream faults counted in events."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+        out = _ChunkedWriter(self.wfile, batch=False)
+        for sent, event in enumerate(events):
+            if sent == len(events) - 1:  # a fault due later fires before the final event
+                self._fault_point(out, f, sent, end=True, payload=error_payload)
+            else:
+                self._fault_point(out, f, sent, payload=error_payload)
+            if f.malformed is not None and sent == f.malformed:
+                out.event(b'data: {"type":"image_generation.partial_image","b64_json":"iVBO\n\n')
+            if f.ping:
+                out.event(b": ping\n\n")
+            if f.slow and sent:
+                out.flush()
+                self._wait(f.slow)
+            out.event(event)
+        out.end()
 
 
 class _ChunkedWriter:
