@@ -74,11 +74,13 @@ DEMO_ENDPOINT_NOTE = (
     "OPENAI_API_KEY (or CHATIMG_BASE_URL, %config ChatImg.base_url) for a real model"
 )
 _DEMO_MODELS = re.compile(r"^demo-(vision|image)(@.*)?$")
+# The demo's Images API also answers for the real image models' ids (DESIGN 7).
+_DEMO_IMAGE_MODELS = re.compile(r"^(demo-image|gpt-image|chatgpt-image|dall-e-[23])", re.I)
 
 
-def demo_note(model: str) -> str:
+def demo_note(model: str, api: str = "chat") -> str:
     """The one line that says the offline demo answered (and for which model)."""
-    if _DEMO_MODELS.match(model):
+    if _DEMO_MODELS.match(model) or (api == "images" and _DEMO_IMAGE_MODELS.match(model)):
         return DEMO_NOTE.format(model=model)
     return DEMO_ENDPOINT_NOTE.format(model=model)
 
@@ -301,7 +303,8 @@ class Session:
 
     def _live(self, prepared: Prepared, sink: Sink | None, cached: bool) -> LiveReply:
         settings = prepared.settings
-        shown = [demo_note(settings.model)] if settings.demo else []
+        api = "images" if prepared.dialect.name.startswith("images") else "chat"
+        shown = [demo_note(settings.model, api)] if settings.demo else []
         shown.extend(prepared.notes)
         if cached:
             shown.append(_cache.CACHE_NOTE)
