@@ -121,12 +121,12 @@ BEFORE_SENDING: dict[str, tuple[str, str]] = {
     ),
     "an unknown background": (
         "%%chatimg -m gpt-image-1 --background purple\nhi",
-        "%%chatimg: argument --background: invalid choice: 'purple' (choose from 'transparent', "
+        "argument --background: invalid choice: 'purple' (choose from 'transparent', "
         f"'opaque', 'auto'); {OPTIONS}",
     ),
     "an unknown output format": (
         "%%chatimg -m gpt-image-1 --output-format gif\nhi",
-        "%%chatimg: argument --output-format: invalid choice: 'gif' (choose from 'png', 'jpeg', "
+        "argument --output-format: invalid choice: 'gif' (choose from 'png', 'jpeg', "
         f"'webp'); {OPTIONS}",
     ),
     "a transparent JPEG": (
@@ -173,7 +173,7 @@ BEFORE_SENDING: dict[str, tuple[str, str]] = {
     ),
     "an unknown --api": (
         "%%chatimg -m gpt-image-1 --api banana\nhi",
-        "%%chatimg: argument --api: invalid choice: 'banana' (choose from 'auto', 'chat', "
+        "argument --api: invalid choice: 'banana' (choose from 'auto', 'chat', "
         f"'images'); {OPTIONS}",
     ),
 }
@@ -214,7 +214,7 @@ def test_refused_before_sending(
 ) -> None:
     cell, message = BEFORE_SENDING[name]
     out, err = run(shell, capsys, cell)
-    assert err == "chatimg: " + message + "\n"
+    assert err == "⚠ " + message + "\n"
     assert out == ""
     assert server.requests == []  # nothing was sent
 
