@@ -484,3 +484,51 @@ def test_demo_is_not_started_by_choosing(clean_env: pytest.MonkeyPatch) -> None:
     assert Session.api_for(request, Settings(model="dall-e-2")) == "images"
     assert Session.api_for(request, Settings(model="llava")) == "chat"
     assert os.environ.get("CHATIMG_BASE_URL") is None
+
+
+def test_against_the_demo_generate_stream_edit_with_mask_and_dalle(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    """The whole path against the offline demo's Images API: pixels show what was asked."""
+    sink = _InPlace()
+    poster = ci.chat(
+        "three blue circles on a yellow background",
+        model="gpt-image-1",
+        base_url="demo",
+        size="1536x1024",
+        partial_images=2,
+        sink=sink,
+    )
+    assert poster.ok and poster.images[0].size == (1536, 1024)
+    r, g, b = poster.images[0].convert("RGB").getpixel((5, 5))
+    assert r > 200 and g > 180 and b < 80  # yellow
+    assert poster.usage and poster.usage["total_tokens"] > 0
+    assert sink.in_place and "partial" not in sink.in_place[-1][1].get("jupyter_chatimg", {})
+    assert "offline demo model (gpt-image-1)" in sink.updates[-1].replace("\\", "")
+    # An edit with a mask: only the transparent (left) half turns gray.
+    picture = Image.new("RGB", (64, 48), (220, 30, 30))
+    mask = Image.new("RGBA", (64, 48), (0, 0, 0, 255))
+    mask.paste((0, 0, 0, 0), (0, 0, 32, 48))
+    half = ci.chat(
+        "make it grayscale",
+        [picture],
+        model="gpt-image-1",
+        base_url="demo",
+        mask=mask,
+        display=False,
+    )
+    out = half.images[0].convert("RGB")
+    left, right = out.getpixel((5, 20)), out.getpixel((60, 20))
+    assert left[0] == left[1] == left[2] and right == (220, 30, 30)
+    # dall-e-3: a url image fetched from the demo, and the revised prompt as text.
+    heart = ci.chat("a red heart", model="dall-e-3", base_url="demo", display=False)
+    assert heart.text.startswith("A 1024×1024 image") and heart.images[0].size == (1024, 1024)
+
+
+class _InPlace(_Sink):
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_place: list[tuple[dict[str, str], dict[str, Any]]] = []
+
+    def image_in_place(self, data: dict[str, str], metadata: dict[str, Any]) -> None:
+        self.in_place.append((data, metadata))
