@@ -313,7 +313,8 @@ def checked_fields(
         raise ConfigError(
             "background: transparent needs png or webp output; drop --output-format jpeg"
         )
-    if "output_compression" in out and out.get("output_format", "png") == "png":
+    png = out.get("output_format", "png" if kind.startswith("gpt-image") else None) == "png"
+    if "output_compression" in out and png:
         raise ConfigError(
             "output_compression: only jpeg and webp output are compressed; "
             "add --output-format jpeg (or webp)"
