@@ -140,7 +140,8 @@ def run(small: bool) -> list[Row]:
                     f"({msgs[-1]} display msgs)",
                     f"final PNG as sent {size(final_bytes)}; partial PNGs "
                     f"{', '.join(size(p) for p in partials)}; all re-sent in base64 {size(naive)}",
-                    f"{size(median([float(s) for s in sent]))} ({naive / median([float(s) for s in sent]):.1f}x less than all re-sent)",
+                    f"{size(median([float(s) for s in sent]))} "
+                    f"({median([float(s) for s in sent]) / naive:.0%} of re-sending every image)",
                     f"{ratio:.2f}x the final image",
                     "<= 4.2x" if target else "- (partials larger than the final)",
                     ratio <= 4.2 if target else None,
