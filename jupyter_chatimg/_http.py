@@ -410,7 +410,7 @@ class Client:
         attempt = 0
         while True:
             if cancel is not None and cancel.is_set:
-                raise StreamError(f"{cancel.reason} before the reply began", partial=ChatResult())
+                raise _stopped_early(cancel)
             outcome = self._try(http, method, url, payload, headers, cancel)
             if isinstance(outcome, httpx.Response):
                 return outcome
@@ -429,10 +429,7 @@ class Client:
                     f"({attempt + 1}/{self.settings.max_retries})"
                 )
             if self._wait(delay, cancel):
-                raise StreamError(
-                    f"{cancel.reason if cancel else 'stopped'} before the reply began",
-                    partial=ChatResult(),
-                )
+                raise _stopped_early(cancel)
             attempt += 1
 
     def _try(
@@ -546,9 +543,7 @@ class Client:
             )
         except Abandoned as exc:
             if exc.cancelled and cancel is not None:
-                raise StreamError(
-                    f"{cancel.reason} before the reply began", partial=ChatResult()
-                ) from None
+                raise _stopped_early(cancel) from None
             raise httpx.ReadTimeout(
                 "no complete response headers in time", request=request
             ) from None
@@ -727,3 +722,11 @@ def pooled_transport() -> httpx.BaseTransport:
 def _close_all(clients: list[httpx.Client]) -> None:
     for http in clients:
         close_quietly(http)
+
+
+def _stopped_early(cancel: Cancel | None) -> StreamError:
+    """The error of a request stopped before its reply began (``.reason``: why)."""
+    reason = cancel.reason if cancel is not None else "stopped"
+    err = StreamError(f"{reason} before the reply began", partial=ChatResult())
+    err.reason = reason  # type: ignore[attr-defined]
+    return err

@@ -143,6 +143,10 @@ def test_returned_images_are_image_outputs(panel: ChatPanel) -> None:
     assert shown[0].size == returned.size
     r, g, b = shown[0].convert("RGB").getpixel((shown[0].width // 2, shown[0].height // 2))
     assert r > 150 and g < 100 and b < 100  # the circle is red, in the middle
+    # The whole image is in the output, shown at most TRANSCRIPT_IMAGE_HEIGHT high (issue 16.6).
+    (image_out,) = [o for o in reply.outputs if "image/png" in o["data"]]
+    assert returned.size == (512, 512)
+    assert image_out["metadata"]["image/png"] == {"width": 240, "height": 240}
     # the streamed markdown names the image but never carries its data
     text = markdown_of(reply.outputs[0])
     assert "[image 1]" in text and "base64" not in text
@@ -176,8 +180,7 @@ def test_stop_mid_reply_keeps_partial_text_and_panel_is_usable_at_once(panel: Ch
     partial = panel.result
     assert partial is not None and partial.error is not None
     assert "measured" in partial.text
-    assert panel.status.value.startswith("⚠ stopped")
-    assert "\n" not in panel.status.value
+    assert panel.status.value == ""  # issue 16 (7): the reply says "stopped", once
     shown = markdown_of(panel.entries[-1].outputs[0])
     assert partial.text.split()[0] in shown and "stopped" in shown
 
@@ -209,7 +212,8 @@ def test_stop_before_the_first_byte_frees_the_panel_at_once(clean_env: pytest.Mo
         panel.stop()
         assert time.monotonic() - started < STOP_JOIN_SECONDS
         assert not panel.busy and not panel.send_button.disabled
-        assert panel.status.value == "⚠ stopped before the reply began"
+        assert panel.status.value == ""  # the reply says it, once (issue 16, item 7)
+        assert str(panel.result.error) == "stopped before the reply began"  # type: ignore[union-attr]
         assert isinstance(panel.result.error, ci.StreamError)  # type: ignore[union-attr]
         panel.model.value = "demo-vision"
         panel.prompt.value = "What is 6 * 7?"
@@ -493,3 +497,43 @@ def test_an_unknown_model_on_the_demo_is_not_called_a_demo_model() -> None:
     assert demo_note("nosuchmodel").startswith(
         "offline demo endpoint: it has demo-vision and demo-image only, not 'nosuchmodel'"
     )
+
+
+def test_returned_images_go_back_only_as_visible_attachments(clean_env: pytest.MonkeyPatch) -> None:
+    # Issue 16 (5): after an image-generation turn, "describe this picture" with a new
+    # image attached also sent (and described) the earlier generated picture.
+    def images_sent(panel: ChatPanel) -> int:
+        assert panel.result is not None and panel.result.request is not None
+        content = panel.result.request["messages"][-1]["content"]
+        return sum(1 for p in content if isinstance(p, dict) and p.get("type") == "image_url")
+
+    panel = ChatPanel(model="demo-image", stream=False)
+    try:
+        panel.prompt.value = "a red circle on a blue background"
+        panel.send()
+        assert panel.wait(WAIT) and panel.result is not None and panel.result.images
+        offered = panel.attachments
+        assert [(a.label, a.from_reply) for a in offered] == [("from the last reply", True)]
+        assert len(panel.tray.thumbs.children) == 1  # shown in the tray, with a remove button
+
+        panel.add_image(red_square(), label="mine")  # a new image replaces the offered one
+        assert [a.label for a in panel.attachments] == ["mine"]
+        panel.model.value = "demo-vision"
+        panel.prompt.value = "describe this picture"
+        panel.send()
+        assert panel.wait(WAIT)
+        assert images_sent(panel) == 1
+        assert "Image 2" not in panel.result.text  # one picture described, nothing compared
+
+        panel.model.value = "demo-image"
+        panel.prompt.value = "a green square"
+        panel.send()
+        assert panel.wait(WAIT) and len(panel.attachments) == 1
+        panel.remove_image(0)  # removed from the tray: not sent
+        panel.prompt.value = "make it grayscale"
+        panel.send()
+        assert panel.wait(WAIT)
+        content = panel.result.request["messages"][-1]["content"]  # type: ignore[index]
+        assert isinstance(content, str)  # text only: no image went along unseen
+    finally:
+        panel.close()

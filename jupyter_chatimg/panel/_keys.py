@@ -13,18 +13,26 @@ button's click message goes out at once, so a click could overtake the last
 keystrokes. The marker travels in the same value update as the text, so the
 kernel always sends the text the person saw.
 
+The same script makes a click on a returned image in the transcript toggle
+its full size: the transcript shows such images at most
+``TRANSCRIPT_IMAGE_HEIGHT`` high (``_panel_sink``) through the output's
+``width``/``height`` attributes; the click takes them off, and puts them back.
+
 Front ends that do not run JavaScript outputs from the kernel (or notebooks
-reopened untrusted) simply keep Enter as a newline: the Send button works
-everywhere.
+reopened untrusted) simply keep Enter as a newline and the images bounded: the
+Send button works everywhere, and ``panel.result.images`` (or Export) has the
+full images.
 """
 
 from __future__ import annotations
 
-__all__ = ["KEY_SCRIPT", "PROMPT_CLASS", "SEND_MARKER", "key_output"]
+__all__ = ["KEY_SCRIPT", "PROMPT_CLASS", "REPLY_CLASS", "SEND_MARKER", "key_output"]
 
 SEND_MARKER = "\u2063"
 """INVISIBLE SEPARATOR: appended by the key handler, never typed by a person."""
 PROMPT_CLASS = "chatimg-prompt"
+REPLY_CLASS = "chatimg-reply"
+"""The transcript's reply entries (``_panel_sink.new_entry``)."""
 
 _KEY_SCRIPT = """
 (function () {
@@ -40,9 +48,30 @@ _KEY_SCRIPT = """
     target.value = target.value + 'MARKER';
     target.dispatchEvent(new Event('input', {bubbles: true}));
   }, true);
+  window.addEventListener('click', function (event) {
+    var img = event.target;
+    if (!img || img.tagName !== 'IMG' || !img.closest || !img.closest('.REPLY')) { return; }
+    var saved = img.dataset.chatimgSize;
+    if (saved === undefined) {
+      if (!img.hasAttribute('width') && !img.hasAttribute('height')) { return; }
+      img.dataset.chatimgSize = JSON.stringify(
+        [img.getAttribute('width'), img.getAttribute('height')]);
+      img.removeAttribute('width');
+      img.removeAttribute('height');
+    } else {
+      var size = JSON.parse(saved);
+      if (size[0] !== null) { img.setAttribute('width', size[0]); }
+      if (size[1] !== null) { img.setAttribute('height', size[1]); }
+      delete img.dataset.chatimgSize;
+    }
+  });
 })();
 """
-KEY_SCRIPT = _KEY_SCRIPT.replace("CLASS", PROMPT_CLASS).replace("MARKER", "\\u2063")
+KEY_SCRIPT = (
+    _KEY_SCRIPT.replace("CLASS", PROMPT_CLASS)
+    .replace("REPLY", REPLY_CLASS)
+    .replace("MARKER", "\\u2063")
+)
 
 
 def key_output() -> dict[str, object]:

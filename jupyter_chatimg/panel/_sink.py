@@ -17,7 +17,7 @@ from PIL import Image
 
 from .._images import mime_of_pil, pil_to_bytes
 
-__all__ = ["ReplySink", "image_output", "markdown_output", "new_entry"]
+__all__ = ["TRANSCRIPT_IMAGE_HEIGHT", "ReplySink", "image_output", "markdown_output", "new_entry"]
 
 THUMB_SIDE = 160
 """Long side of the sent-image thumbnails shown in the transcript and tray."""
@@ -44,9 +44,22 @@ def image_bundle(image: Image.Image) -> tuple[dict[str, str], dict[str, Any]]:
     )
 
 
-def image_output(image: Image.Image, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A ``display_data`` output showing ``image``."""
+def image_output(
+    image: Image.Image,
+    metadata: dict[str, Any] | None = None,
+    *,
+    max_height: int | None = None,
+) -> dict[str, Any]:
+    """A ``display_data`` output showing ``image``.
+
+    ``max_height`` bounds the displayed size (aspect kept): the output still holds
+    the whole image.
+    """
     data, md = image_bundle(image)
+    if max_height is not None and image.height > max_height:
+        mime = next(key for key in data if key != "text/plain")
+        scale = max_height / image.height
+        md[mime] = {"width": max(1, round(image.width * scale)), "height": max_height}
     if metadata:
         md["jupyter_chatimg"] = metadata
     return {"output_type": "display_data", "data": data, "metadata": md}
@@ -59,7 +72,23 @@ def thumbnail(image: Image.Image, side: int = THUMB_SIDE) -> Image.Image:
     return small
 
 
-_ENTRY_BORDERS = {"chatimg-user": "3px solid #4a90d9", "chatimg-reply": "3px solid #bbbbbb"}
+TRANSCRIPT_IMAGE_HEIGHT = 240
+"""Largest height (CSS pixels) a returned image is shown at in the transcript.
+
+A 512x512 image would fill the transcript (520 px) and push the reply's text out
+of sight. The image output keeps the whole image (``panel.result.images`` and
+Export show it at full size); only its displayed size is bounded, through the
+output's ``width``/``height`` metadata, which front ends honour without any
+script. Where the panel's script runs, a click on the image toggles its full
+size (see ``_panel_keys``).
+"""
+
+# Colours come from the front end's theme (JupyterLab and Notebook 7 set these
+# variables, light or dark); the fallbacks serve front ends without them.
+_ENTRY_BORDERS = {
+    "chatimg-user": "3px solid var(--jp-brand-color1, #4a90d9)",
+    "chatimg-reply": "3px solid var(--jp-border-color1, #bbbbbb)",
+}
 
 
 def new_entry(css_class: str) -> widgets.Output:
@@ -112,7 +141,7 @@ class ReplySink:
 
     def image(self, image: Any, *, metadata: dict[str, Any] | None) -> None:
         try:
-            output = image_output(image, metadata)
+            output = image_output(image, metadata, max_height=TRANSCRIPT_IMAGE_HEIGHT)
         except Exception as exc:  # runs in a worker thread: a line, never a traceback
             line = f"[an image could not be shown: {type(exc).__name__}]"
             output = markdown_output("*" + line + "*", line)

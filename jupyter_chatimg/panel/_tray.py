@@ -35,6 +35,8 @@ class Attachment:
     value: Any
     label: str
     thumb: Image.Image
+    from_reply: bool = False
+    """Offered by the panel from the last reply's images (replaced by any new attachment)."""
 
 
 def describe(value: Any) -> str:
@@ -209,7 +211,24 @@ class ImageTray:
                 f"{label}: {type(value).__name__} is not an image; "
                 "attach a PIL image, a numpy array, a Figure or an image file"
             )
+        # A new image replaces the ones offered from the last reply.
+        self.attachments = [a for a in self.attachments if not a.from_reply]
         self.attachments.append(Attachment(value, label, make_thumbnail(value, label)))
+        self._redraw()
+
+    def offer_returned(self, images: list[Any]) -> None:
+        """Show the last reply's images as removable attachments for the next message.
+
+        They go along only while they are in the tray, visibly: removing them, or
+        attaching any other image, leaves them out.
+        """
+        kept = [a for a in self.attachments if not a.from_reply]
+        offered = []
+        for i, image in enumerate(images):
+            label = "from the last reply" + (f" [{i + 1}]" if len(images) > 1 else "")
+            offered.append(Attachment(image, label, make_thumbnail(image, label), from_reply=True))
+        # Images the user attached meanwhile win: the offer is then dropped.
+        self.attachments = kept or offered
         self._redraw()
 
     def remove(self, index: int) -> None:

@@ -130,6 +130,26 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
         self.result: ChatResult | None = None
         """The last reply (partial, with ``.error`` set, after Stop or a failure)."""
 
+        self._make_settings(model, system, stream, temperature, detail, max_tokens)
+        self._make_transcript()
+        self._make_prompt_and_buttons()
+        self._lay_out()
+        self.add_class("chatimg-panel")
+        self._watch_cells()
+        self.refresh_models(wait=False)
+
+    # -- building the widgets ----------------------------------------------------------
+
+    def _make_settings(
+        self,
+        model: str | None,
+        system: str | None,
+        stream: bool | None,
+        temperature: float | None,
+        detail: str | None,
+        max_tokens: int | None,
+    ) -> None:
+        """The model box and the main parameters (one row), and the system prompt."""
         initial_model, note = self._initial_model(model)
         self.model = widgets.Combobox(
             value=initial_model,
@@ -172,6 +192,11 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
             rows=1,
             layout=widgets.Layout(width="100%"),
         )
+        self.status = widgets.Label(value=note, layout=widgets.Layout(width="100%"))
+        self.status.add_class("chatimg-status")
+
+    def _make_transcript(self) -> None:
+        """The transcript (newest message kept in view) and the image tray."""
         # column-reverse (children newest first) keeps the view pinned to the newest
         # message as it grows, without any JavaScript.
         self._entries: list[widgets.Output] = []
@@ -181,14 +206,16 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
                 width="100%",
                 max_height="520px",
                 overflow="auto",
-                border="1px solid #ddd",
+                # The front end's theme colour (JupyterLab, Notebook 7); the fallback elsewhere.
+                border="1px solid var(--jp-border-color2, #ddd)",
                 padding="4px",
             )
         )
         self.transcript.add_class("chatimg-transcript")
-        self.status = widgets.Label(value=note, layout=widgets.Layout(width="100%"))
-        self.status.add_class("chatimg-status")
         self.tray = ImageTray(_user_namespace, self._report)
+
+    def _make_prompt_and_buttons(self) -> None:
+        """The prompt box (Ctrl/Cmd+Enter sends) and Send / Stop / Clear / Export."""
         self.prompt = widgets.Textarea(
             placeholder="Ask about the images, or describe an image to make (Ctrl/Cmd+Enter sends)",
             rows=3,
@@ -220,6 +247,7 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
         self._keys.outputs = (key_output(),)
         self._exports = widgets.Output()
 
+    def _lay_out(self) -> None:
         settings_row = widgets.HBox(
             [self.model, self.stream, self.temperature, self.max_tokens, self.detail],
             layout=widgets.Layout(flex_flow="row wrap"),
@@ -240,9 +268,6 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
                 self._keys,
             ]
         )
-        self.add_class("chatimg-panel")
-        self._watch_cells()
-        self.refresh_models(wait=False)
 
     # -- public API --------------------------------------------------------------
 
@@ -472,7 +497,8 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
             result = self._session.send(prepared, sink, cancel=cancel)
         except ChatImgError as exc:
             result = exc.partial or ChatResult.failed(exc)
-            error = str(exc)
+            # A reply the user stopped says so itself ("⚠ stopped; ..."): not twice.
+            error = "" if getattr(exc, "reason", None) == "stopped" else str(exc)
         except BaseException as exc:  # never a traceback in some other cell
             result = prepared.failed(exc)
             error = one_line(f"unexpected error: {type(exc).__name__}: {exc}")
@@ -487,12 +513,18 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
                 self.result = result
                 self._worker = None
                 self._cancel = None
+                if result.error is None:
+                    # Nothing is sent that the tray does not show: the returned images go
+                    # back only as visible, removable attachments (not carried silently).
+                    self._session.conversation.pending_images.clear()
             elif generation == self._detached and self._worker is None:
                 # Stop gave up waiting, and nothing was sent since: what arrived is still
                 # this panel's last reply (not the placeholder "still closing" result).
                 self.result = result
                 self._detached = None
         if current:
+            if result.error is None and result.images:
+                self.tray.offer_returned(list(result.images))
             self._set_busy(False)
             self._report(error)
 

@@ -1,14 +1,18 @@
-"""Drive a real JupyterLab in Debian's chromium with Playwright (sync API), offline.
+"""Drive a real JupyterLab or Notebook 7 in Debian's chromium with Playwright (sync API), offline.
 
-``JupyterLab`` runs ``python -m jupyter lab`` on 127.0.0.1 in a subprocess with
-its own config, data, runtime and settings directories (news, update checks and
-the PyPI extension manager off, all cells attached to the DOM), and stops it
-with its kernels. ``launch_chromium`` starts ``/usr/bin/chromium`` headless with
-the flags it needs as root and offline. ``LabPage`` opens notebooks and runs,
-edits and reads cells through the page, as a person would.
+``JupyterServer(root, frontend)`` runs ``python -m jupyter lab`` (``"lab"``) or
+``python -m jupyter notebook`` (``"notebook"``, Notebook 7) on 127.0.0.1 in a
+subprocess with its own config, data, runtime and settings directories (news,
+update checks and the PyPI extension manager off, all cells attached to the
+DOM), and stops it with its kernels. ``launch_chromium`` starts
+``/usr/bin/chromium`` headless with the flags it needs as root and offline.
+``NotebookPage`` opens notebooks (``/lab/tree/<path>`` or ``/notebooks/<path>``)
+and runs, edits and reads cells through the page, as a person would: both
+front ends are JupyterLab components, so one set of DOM lookups serves both,
+and the app object (``window.jupyterapp``) answers what the DOM cannot.
 
 Every wait has a time-out whose message says what was awaited and where the
-logs are. Screenshots and the JupyterLab log go to ``test-artifacts/``.
+logs are. Screenshots and the server logs go to ``test-artifacts/``.
 """
 
 from __future__ import annotations
@@ -64,7 +68,16 @@ _SCREENSHOTS: list[Path] = []
 
 
 class HarnessError(RuntimeError):
-    """A browser-test step did not happen in time or JupyterLab failed."""
+    """A browser-test step did not happen in time or the Jupyter server failed."""
+
+
+FRONTENDS = ("lab", "notebook")
+"""The front ends the browser tests run in: JupyterLab and Notebook 7."""
+
+FRONTEND_NAMES = {"lab": "JupyterLab", "notebook": "Notebook 7"}
+
+DARK_THEME = "JupyterLab Dark"
+LIGHT_THEME = "JupyterLab Light"
 
 
 def free_port() -> int:
@@ -93,21 +106,30 @@ def write_notebook(path: Path, sources: Sequence[str]) -> Path:
     return path
 
 
-class JupyterLab:
-    """A JupyterLab server on loopback, serving ``root_dir``; use as a context manager."""
+class JupyterServer:
+    """JupyterLab (``frontend="lab"``) or Notebook 7 (``"notebook"``) on loopback.
 
-    def __init__(self, root_dir: Path, startup_timeout: float = 90.0) -> None:
+    Serves ``root_dir``; use as a context manager.
+    """
+
+    def __init__(
+        self, root_dir: Path, frontend: str = "lab", startup_timeout: float = 90.0
+    ) -> None:
+        if frontend not in FRONTENDS:
+            raise ValueError(f"frontend must be one of {FRONTENDS}, not {frontend!r}")
         self.root_dir = root_dir
+        self.frontend = frontend
+        self.name = FRONTEND_NAMES[frontend]
         self.startup_timeout = startup_timeout
         self.token = secrets.token_hex(16)
         self.port = 0
         self.url = ""
-        self.log_path = ARTIFACTS / "jupyterlab.log"
+        self.log_path = ARTIFACTS / ("jupyterlab.log" if frontend == "lab" else "notebook.log")
         self._home = root_dir.parent / f"{root_dir.name}-jupyter-home"
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: Any = None
 
-    def __enter__(self) -> JupyterLab:
+    def __enter__(self) -> JupyterServer:
         self.start()
         return self
 
@@ -127,6 +149,8 @@ class JupyterLab:
             ("IPYTHONDIR", "ipython"),
         ):
             env[name] = str(self._home / sub)
+        env["JUPYTERLAB_SETTINGS_DIR"] = str(self._home / "lab-settings")
+        env["JUPYTERLAB_WORKSPACES_DIR"] = str(self._home / "workspaces")
         env["JUPYTER_PLATFORM_DIRS"] = "1"
         env["PYTHONUNBUFFERED"] = "1"
         return env
@@ -141,11 +165,25 @@ class JupyterLab:
 
     def command(self) -> list[str]:
         """The command line that starts this server."""
+        # Notebook 7 is a LabServerApp too: the same switches under its own class name.
+        # The LabApp ones also reach the jupyterlab server extension that Notebook 7
+        # loads beside itself (news, update checks, extension manager).
+        apps = ["LabApp"] if self.frontend == "lab" else ["LabApp", "JupyterNotebookApp"]
+        settings, workspaces = self._write_settings(), self._home / "workspaces"
+        per_app = [
+            flag
+            for app in apps
+            for flag in (
+                f"--{app}.expose_app_in_browser=True",
+                f"--{app}.user_settings_dir={settings}",
+                f"--{app}.workspaces_dir={workspaces}",
+            )
+        ]
         return [
             sys.executable,
             "-m",
             "jupyter",
-            "lab",
+            self.frontend,
             "--no-browser",
             "--allow-root",
             f"--IdentityProvider.token={self.token}",
@@ -157,20 +195,18 @@ class JupyterLab:
             "--LabApp.news_url=None",
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
             "--LabApp.extension_manager=readonly",
-            "--LabApp.expose_app_in_browser=True",
-            f"--LabApp.user_settings_dir={self._write_settings()}",
-            f"--LabApp.workspaces_dir={self._home / 'workspaces'}",
+            *per_app,
             "--LanguageServerManager.autodetect=False",
         ]
 
     def start(self) -> None:
-        """Start JupyterLab and wait until its API answers (a new port if one was taken)."""
+        """Start the server and wait until its API answers (a new port if one was taken)."""
         self.root_dir.mkdir(parents=True, exist_ok=True)
         ARTIFACTS.mkdir(exist_ok=True)
         for _attempt in range(3):
             if self._start_once():
                 return
-        raise HarnessError(f"JupyterLab found no free port in 3 tries; see {self.log_path}")
+        raise HarnessError(f"{self.name} found no free port in 3 tries; see {self.log_path}")
 
     def _start_once(self) -> bool:
         self.port = free_port()
@@ -192,7 +228,7 @@ class JupyterLab:
                 if "already in use" in self.log_tail():
                     return False  # another process took the port in between
                 raise HarnessError(
-                    f"JupyterLab exited with code {proc.returncode} while starting; "
+                    f"{self.name} exited with code {proc.returncode} while starting; "
                     f"see {self.log_path}:\n{self.log_tail()}"
                 )
             with contextlib.suppress(OSError):
@@ -201,7 +237,7 @@ class JupyterLab:
             time.sleep(0.2)  # polling another process: it has no way to tell us it is up
         self.stop()
         raise HarnessError(
-            f"JupyterLab did not answer on {self.url} within {self.startup_timeout:.0f} s; "
+            f"{self.name} did not answer on {self.url} within {self.startup_timeout:.0f} s; "
             f"see {self.log_path}:\n{self.log_tail()}"
         )
 
@@ -218,9 +254,15 @@ class JupyterLab:
             raw = response.read()
         return json.loads(raw) if raw else {}
 
-    def lab_url(self, notebook: str) -> str:
-        """The page URL that opens ``notebook`` (relative to ``root_dir``) in a reset workspace."""
-        return f"{self.url}/lab/tree/{notebook}?reset&token={self.token}"
+    def notebook_url(self, notebook: str) -> str:
+        """The page URL that opens ``notebook`` (relative to ``root_dir``).
+
+        JupyterLab: ``/lab/tree/<path>`` in a reset workspace (only this notebook
+        open); Notebook 7: ``/notebooks/<path>``, a page of its own.
+        """
+        if self.frontend == "lab":
+            return f"{self.url}/lab/tree/{notebook}?reset&token={self.token}"
+        return f"{self.url}/notebooks/{notebook}?token={self.token}"
 
     def write_notebook(self, name: str, sources: Sequence[str]) -> Path:
         """Write a notebook of code cells under ``root_dir``."""
@@ -234,14 +276,14 @@ class JupyterLab:
         return target
 
     def log_tail(self, lines: int = 30) -> str:
-        """The end of the JupyterLab log."""
+        """The end of the server's log."""
         if not self.log_path.exists():
             return "(no log)"
         text = self.log_path.read_text(encoding="utf-8", errors="replace")
         return "\n".join(text.splitlines()[-lines:])
 
     def stop(self) -> None:
-        """Shut JupyterLab (and so its kernels) down; kill it if it does not stop."""
+        """Shut the server (and so its kernels) down; kill it if it does not stop."""
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
             with contextlib.suppress(OSError, urllib.error.URLError):
@@ -279,15 +321,20 @@ def _js(args: str, body: str) -> str:
     return f"({args}) => {{ {_FIND} {body} }}"
 
 
-class LabPage:
-    """A JupyterLab page showing one notebook at a time (cells are 0-based)."""
+class NotebookPage:
+    """A JupyterLab or Notebook 7 page showing one notebook at a time (cells are 0-based)."""
 
-    def __init__(self, page: Page, lab: JupyterLab, timeout: float = 60.0) -> None:
+    def __init__(self, page: Page, server: JupyterServer, timeout: float = 60.0) -> None:
         self.page = page
-        self.lab = lab
+        self.server = server
         self.timeout = timeout
         self.notebook = ""
         page.set_default_timeout(timeout * 1000)
+
+    @property
+    def frontend(self) -> str:
+        """``"lab"`` or ``"notebook"``."""
+        return self.server.frontend
 
     def _wait(self, what: str, js: str, arg: Any = None, timeout: float | None = None) -> None:
         limit = self.timeout if timeout is None else timeout
@@ -297,21 +344,22 @@ class LabPage:
             shot = self.screenshot(f"timeout-{Path(self.notebook).stem}-{len(_SCREENSHOTS)}")
             where = self.notebook or "the page"
             raise HarnessError(
-                f"timed out after {limit:.0f} s waiting for {what} in {where}; "
-                f"screenshot {shot}; JupyterLab log {self.lab.log_path}"
+                f"timed out after {limit:.0f} s waiting for {what} in {where} "
+                f"({self.server.name}); screenshot {shot}; log {self.server.log_path}"
             ) from None
 
     def open_notebook(self, name: str) -> None:
         """Open ``name`` (relative to the server's root) alone; wait for an idle kernel."""
         self.notebook = name
-        self.page.goto(self.lab.lab_url(name), wait_until="domcontentloaded")
+        self.page.goto(self.server.notebook_url(name), wait_until="domcontentloaded")
         # Mark the panel that shows this file, so that later lookups find it
-        # whatever else is open (the app is exposed as window.jupyterapp).
+        # whatever else is open (the app is exposed as window.jupyterapp in both
+        # front ends; Notebook 7's shell has one main widget, JupyterLab's many).
         self._wait(
             f"notebook {name} to show its cells",
             """(path) => {
                 const app = window.jupyterapp;
-                if (!app) return false;
+                if (!app || !app.shell) return false;
                 const widget = [...app.shell.widgets('main')]
                     .find((w) => w.context && w.context.path === path);
                 if (!widget || !widget.node.querySelector('.jp-Notebook .jp-Cell')) return false;
@@ -322,6 +370,25 @@ class LabPage:
         )
         self.wait_for_kernel_idle()
 
+    def run_command(self, command: str, args: dict[str, Any] | None = None) -> None:
+        """Run a front-end command (``app.commands.execute``) and wait for it to finish."""
+        self.page.evaluate(
+            "([command, args]) => window.jupyterapp.commands.execute(command, args)",
+            [command, args or {}],
+        )
+
+    def set_theme(self, theme: str) -> None:
+        """Switch the page (and the saved setting) to ``theme``; wait until it shows."""
+        self.run_command("apputils:change-theme", {"theme": theme})
+        # JupyterLab covers the page with its splash screen (the logo) while the
+        # theme's CSS loads, and fades it out after: wait until it is gone.
+        self._wait(
+            f"the {theme} theme",
+            """(theme) => document.body.dataset.jpThemeName === theme
+                && !document.querySelector('#jupyterlab-splash')""",
+            theme,
+        )
+
     def wait_for_kernel_idle(self, timeout: float | None = None) -> None:
         """Wait until the notebook's kernel is connected and idle.
 
@@ -331,7 +398,8 @@ class LabPage:
         self._wait(
             "the kernel to be idle",
             """(path) => {
-                const widget = [...window.jupyterapp.shell.widgets('main')]
+                const app = window.jupyterapp;
+                const widget = app && [...app.shell.widgets('main')]
                     .find((w) => w.context && w.context.path === path);
                 const ctx = widget && widget.sessionContext;
                 const kernel = ctx && ctx.isReady && ctx.session && ctx.session.kernel;
@@ -355,13 +423,16 @@ class LabPage:
         """Select cell ``index`` and run it from the keyboard (does not wait for the end).
 
         Ctrl+Enter runs in place; ``advance=True`` presses Shift+Enter, which
-        moves on and, on the last cell, appends a new one (as JupyterLab does).
+        moves on and, on the last cell, appends a new one (as both front ends do).
         """
         self.cell(index).locator(".jp-InputArea-prompt").first.click()
         self.page.keyboard.press("Shift+Enter" if advance else "Control+Enter")
 
     def run_all(self) -> None:
-        """Run all cells via the Run menu (does not wait for them to finish)."""
+        """Run all cells via the Run menu (does not wait for them to finish).
+
+        Both front ends have a menu bar with Run > Run All Cells.
+        """
         self.page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
         item = self.page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$"))
         item.first.click()
@@ -441,10 +512,53 @@ class LabPage:
         """The distinct output texts recorded so far, in order."""
         return list(self.page.evaluate("(key) => (window.__chatimgSeen || {})[key] || []", key))
 
+    def record_output_elements(self, index: int, key: str = "default") -> None:
+        """Start recording the output elements of cell ``index`` at every DOM change.
+
+        Each state is a list with one ``[element_id, text, images]`` per output
+        element (``.jp-OutputArea-output``): ``element_id`` stays the same for
+        the same DOM node, so a test can tell an output updated in place from one
+        replaced or appended; ``images`` counts its ``<img>`` elements. Nothing
+        here depends on which renderer (markdown, HTML, image) made the output.
+        Read the states with ``recorded_output_elements``.
+        """
+        self.page.evaluate(
+            _js(
+                "[path, index, key]",
+                """const cell = findCell(path, index);
+                if (!cell) throw new Error(`no cell ${index} in ${path}`);
+                window.__chatimgStates = window.__chatimgStates || {};
+                const states = window.__chatimgStates[key] = [];
+                const ids = new WeakMap();
+                let next = 0;
+                let last = '';
+                const note = () => {
+                    const state = [...cell.querySelectorAll('.jp-OutputArea-output')].map((el) => {
+                        if (!ids.has(el)) ids.set(el, next++);
+                        return [ids.get(el), el.innerText.trim(), el.querySelectorAll('img').length];
+                    });
+                    const json = JSON.stringify(state);
+                    if (json !== last) { states.push(state); last = json; }
+                };
+                new MutationObserver(note).observe(
+                    cell, {subtree: true, childList: true, characterData: true});
+                note();""",
+            ),
+            [self.notebook, index, key],
+        )
+
+    def recorded_output_elements(self, key: str = "default") -> list[list[tuple[int, str, int]]]:
+        """The states recorded by ``record_output_elements``, in order."""
+        states = self.page.evaluate("(key) => (window.__chatimgStates || {})[key] || []", key)
+        return [[(int(i), str(text), int(n)) for i, text, n in state] for state in states]
+
     def screenshot(self, name: str) -> Path:
-        """Save a full-page screenshot into ``test-artifacts/``, print and return its path."""
+        """Save a full-page screenshot into ``test-artifacts/``, print and return its path.
+
+        The file is ``<name>_<frontend>.png`` (``_lab`` or ``_notebook``).
+        """
         ARTIFACTS.mkdir(exist_ok=True)
-        path = ARTIFACTS / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}.png"
+        path = ARTIFACTS / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}_{self.frontend}.png"
         with contextlib.suppress(Exception):  # a screenshot must never hide the real failure
             self.page.screenshot(path=str(path), full_page=True)
             _SCREENSHOTS.append(path)

@@ -1,11 +1,12 @@
-"""The browser harness works: JupyterLab in chromium shows display updates and widgets."""
+"""The browser harness works: JupyterLab and Notebook 7 in chromium show display updates
+and widgets, take typed code and Run All."""
 
 from __future__ import annotations
 
 import re
 
 import pytest
-from harness import JupyterLab, LabPage
+from harness import JupyterServer, NotebookPage
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
@@ -28,13 +29,13 @@ widgets.VBox([button, label])"""
 
 
 @pytest.fixture(scope="module")
-def smoke_page(jupyter_lab: JupyterLab, lab_page: LabPage) -> LabPage:
-    jupyter_lab.write_notebook("smoke.ipynb", [STREAM, WIDGET])
-    lab_page.open_notebook("smoke.ipynb")
-    return lab_page
+def smoke_page(jupyter_server: JupyterServer, notebook_page: NotebookPage) -> NotebookPage:
+    jupyter_server.write_notebook("smoke.ipynb", [STREAM, WIDGET])
+    notebook_page.open_notebook("smoke.ipynb")
+    return notebook_page
 
 
-def test_display_updates_stream_in_place(smoke_page: LabPage) -> None:
+def test_display_updates_stream_in_place(smoke_page: NotebookPage) -> None:
     smoke_page.record_outputs(0, "stream")
     smoke_page.run_cell(0)
     final = smoke_page.wait_for_output(0, r"step 30 done", timeout=60)
@@ -48,7 +49,7 @@ def test_display_updates_stream_in_place(smoke_page: LabPage) -> None:
     smoke_page.screenshot("browser_smoke_stream")
 
 
-def test_widgets_render_and_talk_to_the_kernel(smoke_page: LabPage) -> None:
+def test_widgets_render_and_talk_to_the_kernel(smoke_page: NotebookPage) -> None:
     smoke_page.run_cell(1)
     button = smoke_page.cell(1).get_by_role("button", name="Press me")
     button.wait_for(state="visible", timeout=60_000)
@@ -59,14 +60,14 @@ def test_widgets_render_and_talk_to_the_kernel(smoke_page: LabPage) -> None:
     smoke_page.screenshot("browser_smoke_widgets")
 
 
-def test_typing_and_run_all(jupyter_lab: JupyterLab, lab_page: LabPage) -> None:
-    jupyter_lab.write_notebook("edit.ipynb", ["x = 21", ""])
-    lab_page.open_notebook("edit.ipynb")
+def test_typing_and_run_all(jupyter_server: JupyterServer, notebook_page: NotebookPage) -> None:
+    jupyter_server.write_notebook("edit.ipynb", ["x = 21", ""])
+    notebook_page.open_notebook("edit.ipynb")
     # Brackets, quotes and an indented block: typed text must arrive unchanged.
-    lab_page.type_into_cell(1, 'print(f"{x * 2}")\nif x:\n    print("<b>(kept)</b>")')
-    lab_page.run_all()
-    text = lab_page.wait_for_output(1, r"kept")
-    lab_page.wait_until_executed(1)
+    notebook_page.type_into_cell(1, 'print(f"{x * 2}")\nif x:\n    print("<b>(kept)</b>")')
+    notebook_page.run_all()
+    text = notebook_page.wait_for_output(1, r"kept")
+    notebook_page.wait_until_executed(1)
     assert text.split() == ["42", "<b>(kept)</b>"]
-    assert "&lt;b&gt;(kept)&lt;/b&gt;" in lab_page.output_html(1)
-    assert lab_page.cells().count() == 2
+    assert "&lt;b&gt;(kept)&lt;/b&gt;" in notebook_page.output_html(1)
+    assert notebook_page.cells().count() == 2

@@ -1,17 +1,21 @@
-"""The chat panel in a real JupyterLab and chromium: type, attach, send, watch it stream, stop.
+"""The chat panel in a real JupyterLab and Notebook 7 in chromium: type, attach, send,
+watch it stream, stop; Run All; the dark theme.
 
 Runs ``notebooks/03_panel.ipynb`` (outputs cleared) against the offline demo
-model, then uses the panel only through the page, as a person would.
+model, then uses the panel only through the page, as a person would. Screenshots:
+``panel_browser_final``, ``panel_after_run_all`` and ``panel_dark`` (each
+``_lab`` / ``_notebook``) in ``test-artifacts/``.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
-from harness import ROOT, JupyterLab, LabPage
+from harness import DARK_THEME, LIGHT_THEME, ROOT, JupyterServer, NotebookPage
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
@@ -20,7 +24,7 @@ SETUP_CELL = 1  # makes `sunset`
 PANEL_CELL = 3  # panel = ci.ChatPanel(); panel
 
 
-def copy_without_outputs(lab: JupyterLab, source: Path) -> str:
+def copy_without_outputs(lab: JupyterServer, source: Path) -> str:
     nb = nbformat.read(source, as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "code":
@@ -32,17 +36,17 @@ def copy_without_outputs(lab: JupyterLab, source: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def panel_page(jupyter_lab: JupyterLab, lab_page: LabPage) -> LabPage:
-    lab_page.open_notebook(copy_without_outputs(jupyter_lab, NOTEBOOK))
-    assert "ChatPanel()" in lab_page.cell(PANEL_CELL).inner_text()
+def panel_page(jupyter_server: JupyterServer, notebook_page: NotebookPage) -> NotebookPage:
+    notebook_page.open_notebook(copy_without_outputs(jupyter_server, NOTEBOOK))
+    assert "ChatPanel()" in notebook_page.cell(PANEL_CELL).inner_text()
     for index in (SETUP_CELL, PANEL_CELL):
-        lab_page.run_cell(index)
-        lab_page.wait_until_executed(index)
-    lab_page.cell(PANEL_CELL).locator(".chatimg-panel .chatimg-send").wait_for(state="visible")
-    return lab_page
+        notebook_page.run_cell(index)
+        notebook_page.wait_until_executed(index)
+    notebook_page.cell(PANEL_CELL).locator(".chatimg-panel .chatimg-send").wait_for(state="visible")
+    return notebook_page
 
 
-def attach_sunset(page: LabPage) -> None:
+def attach_sunset(page: NotebookPage) -> None:
     panel = page.cell(PANEL_CELL).locator(".chatimg-panel")
     before = panel.locator(".chatimg-thumb").count()
     panel.locator(".chatimg-picker select").select_option(label="sunset (PIL 320x200 RGB)")
@@ -50,27 +54,28 @@ def attach_sunset(page: LabPage) -> None:
     panel.locator(".chatimg-thumb").nth(before).locator("img").wait_for(state="visible")
 
 
-def set_model(page: LabPage, model: str) -> None:
+def set_model(page: NotebookPage, model: str) -> None:
     box = page.cell(PANEL_CELL).locator(".chatimg-model input")
     box.fill(model)
     box.press("Tab")
 
 
-def reply(page: LabPage, index: int) -> Any:
+def reply(page: NotebookPage, index: int) -> Any:
     """Reply ``index`` in the order sent (the transcript lists the newest first)."""
     replies = page.cell(PANEL_CELL).locator(".chatimg-reply")
     return replies.nth(replies.count() - 1 - index)
 
 
-def reply_text(page: LabPage, index: int) -> str:
+def reply_text(page: NotebookPage, index: int) -> str:
     return str(reply(page, index).inner_text())
 
 
-def record_frames(page: LabPage, key: str) -> None:
+def record_frames(page: NotebookPage, key: str) -> None:
     """Record the last reply's text at every animation frame (what a reader can see)."""
     page.page.evaluate(
-        """([index, key]) => {
-            const nb = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden)');
+        """([path, index, key]) => {
+            const nb = [...document.querySelectorAll('.jp-NotebookPanel')]
+                .find((node) => node.getAttribute('data-chatimg-path') === path);
             const cell = nb.querySelectorAll('.jp-Notebook .jp-Cell')[index];
             window.__chatimgFrames = window.__chatimgFrames || {};
             const seen = window.__chatimgFrames[key] = [];
@@ -83,21 +88,21 @@ def record_frames(page: LabPage, key: str) -> None:
             };
             requestAnimationFrame(tick);
         }""",
-        [PANEL_CELL, key],
+        [page.notebook, PANEL_CELL, key],
     )
 
 
-def recorded_frames(page: LabPage, key: str) -> list[str]:
+def recorded_frames(page: NotebookPage, key: str) -> list[str]:
     return list(page.page.evaluate("(key) => window.__chatimgFrames[key]", key))
 
 
-def wait_idle_panel(page: LabPage) -> None:
+def wait_idle_panel(page: NotebookPage) -> None:
     """Send is enabled again: the reply is over."""
     send = page.cell(PANEL_CELL).locator(".chatimg-send")
     page.page.wait_for_function("(el) => !el.disabled", arg=send.element_handle(), timeout=60_000)
 
 
-def test_panel_streams_shows_images_and_stops(panel_page: LabPage) -> None:
+def test_panel_streams_shows_images_and_stops(panel_page: NotebookPage) -> None:
     page = panel_page
     panel = page.cell(PANEL_CELL).locator(".chatimg-panel")
     prompt_count = page.cell(PANEL_CELL).locator(".jp-InputArea-prompt").inner_text()
@@ -146,7 +151,8 @@ def test_panel_streams_shows_images_and_stops(panel_page: LabPage) -> None:
     partial = reply_text(page, 1)
     assert "measured in the pixels" in partial and "stopped" in partial
     status = panel.locator(".chatimg-status").inner_text()
-    assert status.startswith("⚠ stopped") and "\n" not in status.strip()
+    assert status.strip() == ""  # issue 16 (7): "⚠ stopped" is in the reply, not twice
+    assert partial.count("stopped") == 1
     assert textarea.input_value() == ""  # sent, and no newline left behind by Ctrl+Enter
     # Ctrl+Enter went to the panel, not to JupyterLab (which would have re-run the cell).
     assert page.cell(PANEL_CELL).locator(".jp-InputArea-prompt").inner_text() == prompt_count
@@ -161,3 +167,125 @@ def test_panel_streams_shows_images_and_stops(panel_page: LabPage) -> None:
     shot = page.screenshot("panel_browser_final")
     print(f"panel screenshot: {shot}")
     assert shot.exists()
+
+
+LAST_CELL = 10  # panel.export()
+TRANSCRIPT_IMAGE_HEIGHT = 240  # the bound the panel puts on returned images (issue 16, item 6)
+
+# Where the text node holding ``phrase`` (the newest one) and the transcript are on screen.
+TEXT_AND_BOX = """(transcript, phrase) => {
+    const walker = document.createTreeWalker(transcript, NodeFilter.SHOW_TEXT);
+    let node;
+    let found = null;
+    while ((node = walker.nextNode())) {
+        if (node.textContent.includes(phrase) && !found) found = node;  // newest first
+    }
+    if (!found) return null;
+    const range = document.createRange();
+    range.selectNodeContents(found);
+    const text = range.getBoundingClientRect();
+    const box = transcript.getBoundingClientRect();
+    return {text: [text.top, text.bottom], box: [box.top, box.bottom]};
+}"""
+
+
+def assert_in_view(transcript: Any, phrase: str) -> None:
+    where = transcript.evaluate(TEXT_AND_BOX, phrase)
+    assert where is not None, f"{phrase!r} is not in the transcript"
+    (top, bottom), (box_top, box_bottom) = where["text"], where["box"]
+    assert box_top - 1 <= top and bottom <= box_bottom + 1, (phrase, where)
+
+
+def test_run_all_keeps_the_reply_text_in_view(panel_page: NotebookPage) -> None:
+    """Issue 16, item 6: after Run All of 03_panel the last reply's text is on screen."""
+    page = panel_page
+    page.run_all()
+    page.wait_until_executed(LAST_CELL, timeout=120)
+    panel = page.cell(PANEL_CELL).locator(".chatimg-panel")
+    transcript = panel.locator(".chatimg-transcript")
+    assert panel.locator(".chatimg-reply").count() == 2
+    image = reply(page, 1).locator("img")
+    image.wait_for(state="visible")
+    assert image.evaluate("(img) => [img.naturalWidth, img.naturalHeight]") == [512, 512]
+    height = image.evaluate("(img) => img.getBoundingClientRect().height")
+    assert 100 < height <= TRANSCRIPT_IMAGE_HEIGHT + 1  # bounded, the whole image inside
+    # The newest reply's text is in the transcript's viewport, its first words and its
+    # sentence about the image, with the image below them (the view is pinned to the end).
+    transcript.scroll_into_view_if_needed()
+    assert_in_view(transcript, "Generating with")
+    assert_in_view(transcript, "I drew a 512×512 image")
+    panel.scroll_into_view_if_needed()
+    page.screenshot("panel_after_run_all")
+
+    # A click shows the image at full size, another click bounds it again.
+    image.click()
+    page.page.wait_for_function(
+        "(img) => img.getBoundingClientRect().height > 500", arg=image.element_handle()
+    )
+    image.click()
+    page.page.wait_for_function(
+        f"(img) => img.getBoundingClientRect().height <= {TRANSCRIPT_IMAGE_HEIGHT + 1}",
+        arg=image.element_handle(),
+    )
+    # The full image stays available from Python: cell 8 shows panel.images[0].
+    shown = page.cell(8).locator(".jp-OutputArea-output img").first
+    assert shown.evaluate("(img) => [img.naturalWidth, img.naturalHeight]") == [512, 512]
+
+
+# Colours the panel sets, as computed, and the theme's own colours they must follow.
+PANEL_COLOURS = """(panel) => {
+    const probe = document.createElement('div');
+    panel.appendChild(probe);
+    const resolve = (name) => {
+        probe.style.color = `var(${name})`;
+        return getComputedStyle(probe).color;
+    };
+    const theme = {
+        border2: resolve('--jp-border-color2'),
+        border1: resolve('--jp-border-color1'),
+        brand1: resolve('--jp-brand-color1'),
+    };
+    probe.remove();
+    const style = (selector) => getComputedStyle(panel.querySelector(selector));
+    return {
+        theme,
+        transcript: style('.chatimg-transcript').borderTopColor,
+        user: style('.chatimg-user').borderLeftColor,
+        reply: style('.chatimg-reply').borderLeftColor,
+    };
+}"""
+
+
+def luminance(css_colour: str) -> float:
+    """Relative luminance (0 black .. 1 white) of an ``rgb()``/``rgba()`` colour."""
+    r, g, b = (int(v) / 255 for v in re.findall(r"[\d.]+", css_colour)[:3])
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def test_panel_colours_follow_the_theme(panel_page: NotebookPage) -> None:
+    """Issue 16, item 7: the panel's borders take the theme's colours, light and dark."""
+    panel = panel_page.cell(PANEL_CELL).locator(".chatimg-panel")
+    if panel.locator(".chatimg-reply").count() == 0:  # run alone: one exchange to colour
+        set_model(panel_page, "demo-vision")
+        panel.locator(".chatimg-prompt textarea").fill("hello")
+        panel.locator(".chatimg-send").click()
+        panel.locator(".chatimg-reply").first.wait_for(state="visible")
+        wait_idle_panel(panel_page)
+    light = panel.evaluate(PANEL_COLOURS)
+    # Light: the transcript border is the theme's light grey (the check can tell light
+    # from dark: this is the control for the dark assertions below).
+    assert luminance(light["transcript"]) > 0.6, light
+    panel_page.set_theme(DARK_THEME)
+    try:
+        dark = panel.evaluate(PANEL_COLOURS)
+        panel.scroll_into_view_if_needed()
+        panel_page.screenshot("panel_dark")
+    finally:
+        panel_page.set_theme(LIGHT_THEME)
+    theme = dark["theme"]
+    assert dark["transcript"] == theme["border2"], dark
+    assert dark["reply"] == theme["border1"], dark
+    assert dark["user"] == theme["brand1"], dark
+    assert dark["transcript"] != "rgb(221, 221, 221)"  # not the fixed #ddd any more
+    assert luminance(dark["transcript"]) < 0.35, dark
+    assert dark["transcript"] != light["transcript"], (light, dark)
