@@ -1,5 +1,6 @@
-"""Partial images in JupyterLab: one image element whose picture changes as each partial
-arrives, the final image in its place, and only the final image after save and reload."""
+"""Partial images in a real front end (JupyterServer and Notebook 7): one image element whose
+picture changes as each partial arrives, the final image in its place, and only the final
+image after save and reload."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 
 import nbformat
 import pytest
-from harness import JupyterLab, LabPage
+from harness import JupyterServer, NotebookPage
 from PIL import Image
 
 from benchmarks._server import BenchServer
@@ -75,7 +76,7 @@ def colour_of(src: str) -> tuple[int, ...]:
     return tuple(Image.open(io.BytesIO(data)).convert("RGB").getpixel((10, 10)))
 
 
-def images_in(page: LabPage, index: int) -> list[str]:
+def images_in(page: NotebookPage, index: int) -> list[str]:
     return list(
         page.cell(index)
         .locator(".jp-OutputArea img")
@@ -90,8 +91,10 @@ def server() -> Iterator[BenchServer]:
 
 
 @pytest.fixture(scope="module")
-def page(jupyter_lab: JupyterLab, lab_page: LabPage, server: BenchServer) -> LabPage:
-    jupyter_lab.write_notebook(
+def page(
+    jupyter_server: JupyterServer, notebook_page: NotebookPage, server: BenchServer
+) -> NotebookPage:
+    jupyter_server.write_notebook(
         NOTEBOOK,
         [
             "import jupyter_chatimg as ci",
@@ -99,11 +102,11 @@ def page(jupyter_lab: JupyterLab, lab_page: LabPage, server: BenchServer) -> Lab
             "partial_images=3)",
         ],
     )
-    lab_page.open_notebook(NOTEBOOK)
-    return lab_page
+    notebook_page.open_notebook(NOTEBOOK)
+    return notebook_page
 
 
-def test_partials_replace_one_image_in_place(page: LabPage, server: BenchServer) -> None:
+def test_partials_replace_one_image_in_place(page: NotebookPage, server: BenchServer) -> None:
     server.set_reply(_events(), pauses={1: 0.8, 2: 0.8, 3: 0.8})
     page.run_cell(0)
     page.wait_until_executed(0)
@@ -115,14 +118,14 @@ def test_partials_replace_one_image_in_place(page: LabPage, server: BenchServer)
     assert seen["most"] == 1, seen["most"]  # never a second image: one output, replaced
     assert colours == [*STEPS, FINAL], colours  # every partial, coarse to fine, then the final
     assert [colour_of(s) for s in images_in(page, 1)] == [FINAL]
-    page.screenshot("images_partials_final")
+    page.screenshot(f"images_partials_final_{page.frontend}")
 
 
 def test_the_final_image_stays_after_save_and_reload(
-    jupyter_lab: JupyterLab, page: LabPage
+    jupyter_server: JupyterServer, page: NotebookPage
 ) -> None:
     page.page.keyboard.press("ControlOrMeta+s")
-    saved = jupyter_lab.root_dir / NOTEBOOK
+    saved = jupyter_server.root_dir / NOTEBOOK
     deadline = time.monotonic() + 30
     while "image/png" not in saved.read_text(encoding="utf-8"):
         assert time.monotonic() < deadline, "the notebook was not saved"
