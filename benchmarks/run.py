@@ -24,7 +24,17 @@ from ._common import Row, row
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
 # In the order they run; bench_batch is another engineer's and is used when present.
-MODULES = ("stream", "images", "partials", "memory", "parser", "startup", "demo", "batch")
+MODULES = (
+    "stream",
+    "images",
+    "partials",
+    "memory",
+    "parser",
+    "startup",
+    "demo",
+    "batch",
+    "datasets",
+)
 PACKAGES = (
     "jupyter_chatimg",
     "httpx",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._batch import chat_many
+from ._batch import batch_cancel, batch_status, chat_many
 from ._chat import achat, chat, clear_cache, conversation, list_models, reset_conversation
 from ._errors import (
     APIConnectionError,
@@ -25,7 +25,7 @@ from ._errors import (
     ServerError,
     StreamError,
 )
-from ._result import ChatResult, Choice, Timings
+from ._result import BatchResults, ChatResult, Choice, Timings
 from ._session import Cancel
 
 __version__ = "0.1.0"
@@ -36,6 +36,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BatchResults",
     "Cancel",
     "ChatImgError",
     "ChatPanel",
@@ -50,6 +51,8 @@ __all__ = [
     "Timings",
     "__version__",
     "achat",
+    "batch_cancel",
+    "batch_status",
     "chat",
     "chat_many",
     "clear_cache",

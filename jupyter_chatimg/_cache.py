@@ -26,7 +26,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,16 @@ from ._errors import ChatImgError
 from ._images import decode_image_bytes
 from ._result import ChatResult, Choice
 
-__all__ = ["CACHE_NOTE", "cache_dir", "cache_key", "clear_cache", "load", "store"]
+__all__ = [
+    "CACHE_NOTE",
+    "cache_dir",
+    "cache_key",
+    "clear_cache",
+    "entry_result",
+    "load",
+    "result_entry",
+    "store",
+]
 
 CACHE_NOTE = "from cache: no request was sent (run without --cache for a fresh reply)"
 FORMAT = 1
@@ -85,7 +94,10 @@ def _png(image: Image.Image) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _entry(result: ChatResult) -> dict[str, Any]:
+def result_entry(result: ChatResult, image: Callable[[Image.Image], str] = _png) -> dict[str, Any]:
+    """``result`` as JSON-able data (never the key): text, usage, ids, and each
+    image as ``image(im)`` (default: base64 PNG). The journal of ``chat_many``
+    stores its lines in this form too."""
     return {
         "format": FORMAT,
         "model": result.model,
@@ -102,19 +114,24 @@ def _entry(result: ChatResult) -> dict[str, Any]:
                 "tool_calls": c.tool_calls,
                 "image_urls": c.image_urls,
                 "image_errors": c.image_errors,
-                "images": [_png(im) for im in c.images],
+                "images": [image(im) for im in c.images],
             }
             for c in result.choices
         ],
     }
 
 
-def _result(entry: Mapping[str, Any]) -> ChatResult:
+def _unpng(data: str) -> Image.Image:
+    return decode_image_bytes(base64.b64decode(data), label="cached image")
+
+
+def entry_result(
+    entry: Mapping[str, Any], image: Callable[[str], Image.Image] = _unpng, *, cached: bool = True
+) -> ChatResult:
+    """The ``ChatResult`` that ``result_entry`` stored (``image`` reads its images back)."""
     choices = []
     for c in entry["choices"]:
-        images = [
-            decode_image_bytes(base64.b64decode(data), label="cached image") for data in c["images"]
-        ]
+        images = [image(data) for data in c["images"]]
         choices.append(
             Choice(
                 index=int(c["index"]),
@@ -133,7 +150,7 @@ def _result(entry: Mapping[str, Any]) -> ChatResult:
         id=entry.get("id"),
         usage=entry.get("usage"),
         system_fingerprint=entry.get("system_fingerprint"),
-        cached=True,
+        cached=cached,
     )
 
 
@@ -148,7 +165,7 @@ def load(settings: Settings, body: Mapping[str, Any]) -> ChatResult | None:
         entry = json.loads(raw)
         if entry.get("format") != FORMAT:
             raise ValueError("another format")
-        result = _result(entry)
+        result = entry_result(entry)
     except (ValueError, KeyError, TypeError, AttributeError, ChatImgError):
         with contextlib.suppress(OSError):
             path.unlink()
@@ -177,7 +194,7 @@ def store(settings: Settings, body: Mapping[str, Any], result: ChatResult) -> bo
     if not cacheable(result):
         return False
     folder = _replies(settings)
-    data = json.dumps(_entry(result), ensure_ascii=False).encode("utf-8")
+    data = json.dumps(result_entry(result), ensure_ascii=False).encode("utf-8")
     limit = settings.cache_max_bytes
     if limit <= 0 or len(data) > limit:
         return False

@@ -193,6 +193,19 @@ class Settings:
     cache_max_bytes: int = _setting(
         200_000_000, "Size bound of the cache (oldest entries go first).", shown="200 MB"
     )
+    batch_max_bytes: int = _setting(
+        200_000_000,
+        'Largest Batch API input file (`mode="batch"`); a bigger job is split into several batches.',
+        shown="200 MB",
+    )
+    batch_max_requests: int = _setting(
+        50_000, 'Most requests in one Batch API batch (`mode="batch"`); a bigger job is split.'
+    )
+    batch_poll_interval: float = _setting(
+        10.0,
+        'Longest wait in seconds between status checks of a Batch API job (`mode="batch"`); '
+        "the first checks come sooner.",
+    )
     history_turns: int = _setting(
         20, "Earlier turns a `--chat` conversation keeps (the oldest go first)."
     )
@@ -484,7 +497,17 @@ def _validate(s: Settings) -> None:
         raise bad("total_timeout", f"{s.total_timeout!r} must be a positive number of seconds")
     if not isinstance(s.max_display_chars, int) or s.max_display_chars < 1000:
         raise bad("max_display_chars", f"{s.max_display_chars!r} must be a whole number >= 1000")
-    for name in ("timeout", "connect_timeout", "update_interval", "image_timeout"):
+    for name in ("batch_max_bytes", "batch_max_requests"):
+        value = getattr(s, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise bad(name, f"{value!r} must be a whole number >= 1")
+    for name in (
+        "timeout",
+        "connect_timeout",
+        "update_interval",
+        "image_timeout",
+        "batch_poll_interval",
+    ):
         value = getattr(s, name)
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
             raise bad(name, f"{value!r} must be a positive number of seconds")

@@ -9,12 +9,15 @@ the one raw GET that ``_fetch`` builds returned-image downloads on.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from pathlib import Path
+from typing import Any, BinaryIO, cast
 from urllib.parse import urljoin
 
 import httpx
@@ -64,6 +67,7 @@ None: wait on the request's ``Cancel``, so that Stop ends the wait at once."""
 
 
 _SSL_CONTEXT: ssl.SSLContext | None = None
+_NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 
 
 def ssl_context() -> ssl.SSLContext:
@@ -113,7 +117,9 @@ class Cancel:
 class Client:
     """Talks to one endpoint with one set of settings.
 
-    ``transport`` is injected for tests and exotic set-ups (as in httpx).
+    ``transport`` is injected for tests and exotic set-ups (as in httpx); it
+    belongs to the caller, who closes it: its connections are kept alive from
+    one request to the next (a batch worker's pool).
     """
 
     def __init__(
@@ -148,7 +154,7 @@ class Client:
         # follow redirects that stay on the endpoint's host (see _send).
         return httpx.Client(
             timeout=timeout,
-            transport=self._transport,
+            transport=_Borrowed(self._transport) if self._transport is not None else None,
             follow_redirects=False,
             trust_env=False,
             verify=ssl_context(),
@@ -169,6 +175,99 @@ class Client:
         if not isinstance(items, list):
             raise APIError("GET /models did not return a list of models", status=200, body=data)
         return [str(m.get("id")) for m in items if isinstance(m, Mapping) and m.get("id")]
+
+    # -- files and batches (the Batch API, DESIGN 4.4) ----------------------------
+
+    def request_json(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        retry_no_answer: bool = True,
+    ) -> Any:
+        """``method path`` with an optional JSON body; the answer's JSON (size-bounded)."""
+        with self._http() as http:
+            response = self._request(
+                http, method, self._url(path), body, None, retry_no_answer=retry_no_answer
+            )
+            try:
+                return self._read_whole(response, [])
+            finally:
+                response.close()
+
+    def upload_file(self, source: Path, filename: str, purpose: str = "batch") -> Any:
+        """``POST /files`` (multipart: ``purpose`` and ``file``), the file streamed from disk.
+
+        Returns the file object's JSON (its ``id``).
+        """
+        boundary = "chatimg-" + os.urandom(12).hex()
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\n'
+            f"{purpose}\r\n--{boundary}\r\nContent-Disposition: form-data; "
+            f'name="file"; filename="{_quoted(filename)}"\r\n'
+            "Content-Type: application/jsonl\r\n\r\n"
+        ).encode()
+        tail = f"\r\n--{boundary}--\r\n".encode()
+        length = len(head) + source.stat().st_size + len(tail)
+
+        def content() -> Iterator[bytes]:
+            yield head
+            with source.open("rb") as fh:
+                while piece := fh.read(1 << 20):
+                    yield piece
+            yield tail
+
+        headers = {
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "Content-Length": str(length),
+        }
+        with self._http() as http:
+            response = self._request(
+                http,
+                "POST",
+                self._url("/files"),
+                None,
+                None,
+                content=content,
+                content_headers=headers,
+            )
+            try:
+                return self._read_whole(response, [])
+            finally:
+                response.close()
+
+    def download_to(self, path: str, out: BinaryIO, max_bytes: int) -> int:
+        """``GET path`` (a file's content) written to ``out``; how many bytes came.
+
+        Past ``max_bytes`` the download stops with an ``APIError``.
+        """
+        received = 0
+        with self._http() as http:
+            response = self._request(http, "GET", self._url(path), None, None)
+            try:
+                for piece in response.iter_bytes():
+                    received += len(piece)
+                    if received > max_bytes:
+                        raise APIError(
+                            f"{path} passed the size limit of {size_text(max_bytes)}; "
+                            "raise ChatImg.max_reply_bytes if you trust this endpoint",
+                            status=response.status_code,
+                        )
+                    out.write(piece)
+            except httpx.TimeoutException:
+                raise APITimeoutError(
+                    f"{self.settings.host} stopped sending {path} for "
+                    f"{self.settings.timeout:g} s; run again to fetch it"
+                ) from None
+            except (httpx.HTTPError, OSError) as exc:
+                raise APIConnectionError(
+                    f"the connection to {self.settings.host} broke while reading {path} "
+                    f"({type(exc).__name__}); run again to fetch it"
+                ) from None
+            finally:
+                response.close()
+        return received
 
     def complete(
         self,
@@ -193,14 +292,9 @@ class Client:
         first: list[float] = []
         try:
             with self._http() as http:
+                json_body, sending = _encoded(body, dialect)
                 response = self._request(
-                    http,
-                    "POST",
-                    self._url(dialect.path),
-                    body,
-                    on_retry,
-                    cancel,
-                    dialect.form(body),
+                    http, "POST", self._url(dialect.path), json_body, on_retry, cancel, **sending
                 )
                 result = self._read(response, dialect, parser, on_delta, cancel, first)
         except StreamError as exc:
@@ -391,30 +485,41 @@ class Client:
         body: dict[str, Any] | None,
         on_retry: Callable[[str], None] | None,
         cancel: Cancel | None = None,
-        form: tuple[dict[str, str], list[Any]] | None = None,
+        *,
+        content: Callable[[], Any] | None = None,
+        content_headers: Mapping[str, str] | None = None,
+        retry_no_answer: bool = True,
     ) -> httpx.Response:
         """Send with retries before the first byte; return a 2xx streaming response.
 
-        ``body`` goes as JSON, or, when ``form`` is given (a dialect's
-        multipart fields and files), as ``multipart/form-data`` instead.
+        ``content`` makes a fresh body for each try (bytes or an iterator of
+        them, e.g. a file streamed from disk) with ``content_headers``; else
+        ``body`` is sent as JSON. ``retry_no_answer=False``: a try that got no
+        answer at all is not repeated (a request that may have been carried
+        out, such as creating a batch, must not be made twice).
         """
+        payload = (
+            json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+            if body is not None
+            else None
+        )
         headers = self._headers()
-        payload: _Payload | None = None
-        if form is not None:
-            payload = _Payload(data=form[0], files=form[1])
-        elif body is not None:
-            payload = _Payload(
-                content=json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-            )
+        if payload is not None:
             headers["Content-Type"] = "application/json"
+        for name, value in (content_headers or {}).items():
+            headers[name] = value
         attempt = 0
         while True:
             if cancel is not None and cancel.is_set:
                 raise _stopped_early(cancel)
-            outcome = self._try(http, method, url, payload, headers, cancel)
+            body_now = content() if content is not None else payload
+            outcome = self._try(http, method, url, body_now, headers, cancel)
             if isinstance(outcome, httpx.Response):
                 return outcome
             error, status, resp_headers = outcome
+            may_have_happened = status is None and getattr(error, "request_sent", True)
+            if may_have_happened and not retry_no_answer:
+                raise error
             if not retryable(error) or attempt >= self.settings.max_retries:
                 if attempt:
                     tries = f"gave up after {attempt + 1} tries"
@@ -437,7 +542,7 @@ class Client:
         http: httpx.Client,
         method: str,
         url: str,
-        payload: _Payload | None,
+        payload: Any,
         headers: httpx.Headers,
         cancel: Cancel | None,
     ) -> httpx.Response | tuple[APIError, int | None, Mapping[str, str]]:
@@ -454,14 +559,13 @@ class Client:
                 {},
             )
         except (httpx.TransportError, OSError) as exc:
-            return (
-                APIConnectionError(
-                    f"cannot reach {self.settings.host} ({_reason(exc)}); check the base URL "
-                    "and that the server is running"
-                ),
-                None,
-                {},
+            unreachable = APIConnectionError(
+                f"cannot reach {self.settings.host} ({_reason(exc)}); check the base URL "
+                "and that the server is running"
             )
+            # Never connected: the request cannot have been carried out.
+            unreachable.request_sent = not isinstance(exc, httpx.ConnectError)  # type: ignore[attr-defined]
+            return unreachable, None, {}
         if response.status_code < 300:
             return response
         try:
@@ -495,16 +599,13 @@ class Client:
         http: httpx.Client,
         method: str,
         url: str,
-        payload: _Payload | None,
+        payload: Any,
         headers: httpx.Headers,
         cancel: Cancel | None = None,
     ) -> httpx.Response:
         origin = origin_of(url)
         for _ in range(MAX_REDIRECTS + 1):
-            # Built anew for every try and redirect: a multipart body is read as it is sent.
-            request = http.build_request(
-                method, url, headers=headers, **(payload.arguments() if payload else {})
-            )
+            request = http.build_request(method, url, content=payload, headers=headers)
             response = self._until_headers(http, request, cancel)
             if (
                 response.status_code not in (301, 302, 303, 307, 308)
@@ -568,19 +669,41 @@ class Client:
             error.hint = "this server rejects stream_options"
 
 
-@dataclass(frozen=True)
-class _Payload:
-    """A request body: JSON bytes (``content``), or multipart text fields and files."""
+class _Borrowed(httpx.BaseTransport):
+    """A caller's transport that the per-request ``httpx.Client`` uses but does not close.
 
-    content: bytes | None = None
-    data: Mapping[str, str] | None = None
-    files: list[Any] | None = None
+    Closing the client would close the pool and every kept-alive connection
+    with it: a batch worker would open (and tear down) one connection per item.
+    """
 
-    def arguments(self) -> dict[str, Any]:
-        """Keywords for ``httpx.Client.build_request``."""
-        if self.content is not None:
-            return {"content": self.content}
-        return {"data": dict(self.data or {}), "files": list(self.files or [])}
+    def __init__(self, transport: httpx.BaseTransport) -> None:
+        self._transport = transport
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self._transport.handle_request(request)
+
+    def close(self) -> None:
+        pass  # the owner closes it
+
+
+def _encoded(
+    body: dict[str, Any], dialect: Dialect
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """(JSON body, ``_request`` keywords): the body as JSON, or as the dialect's multipart form.
+
+    A form (an Images API edit: text fields and image files) is encoded once by
+    httpx's multipart encoder; each try sends those same bytes.
+    """
+    form = dialect.form(body)
+    if form is None:
+        return body, {}
+    fields, files = form
+    encoded = httpx.Request("POST", "http://form.invalid/", data=fields, files=files)
+    data = encoded.read()
+    return None, {
+        "content": lambda: data,
+        "content_headers": {"Content-Type": encoded.headers["content-type"]},
+    }
 
 
 def _read_at_most(response: httpx.Response, limit: int) -> bytes:
@@ -591,6 +714,11 @@ def _read_at_most(response: httpx.Response, limit: int) -> bytes:
         if len(buf) >= limit:
             break
     return bytes(buf[:limit])
+
+
+def _quoted(name: str) -> str:
+    """A file name safe inside a quoted multipart parameter."""
+    return "".join(c if c.isprintable() and c not in '"\\' else "_" for c in name)
 
 
 def _reason(exc: BaseException) -> str:
@@ -715,8 +843,14 @@ def _download(
 
 
 def pooled_transport() -> httpx.BaseTransport:
-    """A transport with its own connection pool and the shared TLS context (one per batch worker)."""
-    return httpx.HTTPTransport(verify=ssl_context())
+    """A transport with its own connection pool and the shared TLS context (one per batch worker).
+
+    Its connections are kept alive across requests, with ``TCP_NODELAY``: httpx
+    writes a request's headers and body separately, and on a reused connection
+    Nagle's algorithm would hold the body back until the server's delayed ACK
+    (40 ms on Linux) - on every request.
+    """
+    return httpx.HTTPTransport(verify=ssl_context(), socket_options=_NODELAY)
 
 
 def _close_all(clients: list[httpx.Client]) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["ChatResult", "Choice", "Timings"]
+__all__ = ["BatchResults", "ChatResult", "Choice", "Timings"]
 
 
 @dataclass
@@ -137,3 +137,79 @@ class ChatResult:
             "cached": self.cached,
             "error": str(self.error) if self.error is not None else None,
         }
+
+
+_TABLE_COLUMNS = ("text", "error", "finish_reason", "model", "images")
+_USAGE_COLUMNS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+
+class BatchResults(list[ChatResult]):
+    """The results of ``chat_many``, one per item in input order: a ``list`` with
+    ``.to_pandas()``. ``labels`` are the input's index labels when the items came
+    from a pandas Series (a DataFrame column), so that the table joins back."""
+
+    labels: list[Any] | None = None
+
+    def __init__(self, results: Any = (), labels: list[Any] | None = None) -> None:
+        super().__init__(results)
+        if labels is not None and len(labels) == len(self):
+            self.labels = list(labels)
+
+    def to_pandas(self) -> Any:
+        """A ``pandas.DataFrame``, one row per item: ``text``, ``error`` (None or one
+        line), ``finish_reason``, ``model``, ``images`` (how many came back), the
+        usage numbers (``prompt_tokens``, ``completion_tokens``, ``total_tokens`` and
+        any other the server counted) and, when the results have a ``parsed`` object
+        (a schema's dataclass, pydantic model or dict), one column per field.
+        The index is the item's position (or the input Series' labels)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError(
+                "to_pandas() needs pandas, which is not installed: pip install pandas"
+            ) from None
+        rows = [_row(r) for r in self]
+        columns = list(_TABLE_COLUMNS) + list(_USAGE_COLUMNS)
+        for row in rows:
+            columns.extend(k for k in row if k not in columns)
+        if self.labels is not None:
+            index = pd.Index(self.labels, name="index")
+        else:
+            index = pd.RangeIndex(len(rows), name="index")
+        return pd.DataFrame(rows, columns=columns, index=index)
+
+
+def _row(result: ChatResult) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "text": result.text,
+        "error": str(result.error) if result.error is not None else None,
+        "finish_reason": result.finish_reason,
+        "model": result.model,
+        "images": len(result.images),
+    }
+    for key in _USAGE_COLUMNS:
+        row[key] = None
+    for key, value in (result.usage or {}).items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            row[str(key)] = value
+    for key, value in _fields_of(getattr(result, "parsed", None)).items():
+        row[f"parsed_{key}" if key in row else key] = value
+    return row
+
+
+def _fields_of(parsed: Any) -> dict[str, Any]:
+    """A parsed object's fields: a dict, a dataclass, a pydantic model (else one column)."""
+    import dataclasses
+
+    if parsed is None:
+        return {}
+    if isinstance(parsed, dict):
+        return {str(k): v for k, v in parsed.items()}
+    if dataclasses.is_dataclass(parsed) and not isinstance(parsed, type):
+        return {f.name: getattr(parsed, f.name) for f in dataclasses.fields(parsed)}
+    dump = getattr(parsed, "model_dump", None)
+    if callable(dump):
+        data = dump()
+        if isinstance(data, dict):
+            return {str(k): v for k, v in data.items()}
+    return {"parsed": parsed}

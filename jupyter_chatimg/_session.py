@@ -191,11 +191,15 @@ class Session:
         prepared = self.prepare(request)
         return self.send(prepared, sink, display=display, cancel=cancel, transport=transport)
 
-    def prepare(self, request: Request) -> Prepared:
-        """Settings, messages and body for ``request``; bad input raises here, nothing is sent."""
-        settings: Settings | None = None
+    def prepare(self, request: Request, settings: Settings | None = None) -> Prepared:
+        """Settings, messages and body for ``request``; bad input raises here, nothing is sent.
+
+        ``settings``: already resolved for ``request``'s overrides (``chat_many``
+        resolves them once for all its items instead of once per item).
+        """
         try:
-            settings = settings_for(request.settings_overrides())
+            if settings is None:
+                settings = settings_for(request.settings_overrides())
             conversation = self.conversation if request.chat else None
             if self.api_for(request, settings) == "images":
                 return self._prepare_images(request, settings, conversation)

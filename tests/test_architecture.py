@@ -51,6 +51,7 @@ ORDER = [
     "_chat",
     "_progress",
     "_journal",
+    "_jobs",
     "_batch",
     "panel",
     "_magic_args",

@@ -4,6 +4,7 @@ multipart edit as a server receives it, the panel, chat_many, the cache and --ch
 from __future__ import annotations
 
 import io
+import json
 import os
 from collections.abc import Iterator
 from email.parser import BytesParser
@@ -532,3 +533,21 @@ class _InPlace(_Sink):
 
     def image_in_place(self, data: dict[str, str], metadata: dict[str, Any]) -> None:
         self.in_place.append((data, metadata))
+
+
+def test_an_edit_is_sent_whole_again_on_retry(server: ReplayServer) -> None:
+    error = {"error": {"message": "busy", "type": "server_error", "param": None, "code": None}}
+    server.add(
+        "POST",
+        EDITS,
+        503,
+        {"Content-Type": "application/json", "retry-after-ms": "10"},
+        json.dumps(error),
+    )
+    add_reply(server, EDITS)
+    result = ci.chat(
+        "make it blue", [red()], model="gpt-image-1", mask=hole_mask(), display=False, max_retries=2
+    )
+    assert result.ok and len(server.requests) == 2
+    first, second = (multipart(r) for r in server.requests)
+    assert first == second and [p[0] for p in first if p[1]] == ["image", "mask"]

@@ -48,10 +48,12 @@ def panel_page(jupyter_server: JupyterServer, notebook_page: NotebookPage) -> No
 
 def attach_sunset(page: NotebookPage) -> None:
     panel = page.cell(PANEL_CELL).locator(".chatimg-panel")
-    before = panel.locator(".chatimg-thumb").count()
     panel.locator(".chatimg-picker select").select_option(label="sunset (PIL 320x200 RGB)")
     panel.locator(".chatimg-add").click()
-    panel.locator(".chatimg-thumb").nth(before).locator("img").wait_for(state="visible")
+    # A new attachment replaces the images offered from the last reply (issue 16, item 5).
+    thumbs = panel.locator(".chatimg-thumb")
+    thumbs.filter(has_text="sunset").locator("img").wait_for(state="visible")
+    assert thumbs.filter(has_text="from the last reply").count() == 0
 
 
 def set_model(page: NotebookPage, model: str) -> None:
