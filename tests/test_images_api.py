@@ -551,3 +551,15 @@ def test_an_edit_is_sent_whole_again_on_retry(server: ReplayServer) -> None:
     assert result.ok and len(server.requests) == 2
     first, second = (multipart(r) for r in server.requests)
     assert first == second and [p[0] for p in first if p[1]] == ["image", "mask"]
+
+
+def test_batch_mode_says_image_models_run_live(server: ReplayServer, tmp_path: Path) -> None:
+    with pytest.raises(ci.ConfigError) as info:
+        ci.chat_many(
+            ["a"], model="gpt-image-1", mode="batch", journal=tmp_path / "j.jsonl", display=False
+        )
+    assert str(info.value) == (
+        'mode="batch" sends chat completions; gpt-image-1 speaks the Images API, so run it with '
+        'mode="live" (the default)'
+    )
+    assert server.requests == [] and not (tmp_path / "j.jsonl").exists()
