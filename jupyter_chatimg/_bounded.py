@@ -10,6 +10,7 @@ comes.
 from __future__ import annotations
 
 import contextlib
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +37,38 @@ class Abandoned(Exception):
         self.cancelled = cancelled
 
 
+class _Helpers:
+    """Daemon threads that run the blocking calls, kept for the next one.
+
+    Starting a thread per request cost ~0.2 ms (a tenth of a small request's
+    whole CPU time in ``chat_many``); a waiting helper takes a call in ~15 µs.
+    A helper is added when none is idle, so a call stuck on a dead socket
+    never delays another; daemon threads, so none can hold up the kernel's exit.
+    """
+
+    def __init__(self) -> None:
+        self._calls: queue.SimpleQueue[Callable[[], object]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+
+    def run(self, call: Callable[[], object]) -> None:
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+            else:
+                threading.Thread(target=self._serve, name="chatimg-http", daemon=True).start()
+        self._calls.put(call)
+
+    def _serve(self) -> None:
+        while True:
+            self._calls.get()()
+            with self._lock:
+                self._idle += 1
+
+
+_HELPERS = _Helpers()
+
+
 def in_thread(
     call: Callable[[], _T],
     *,
@@ -59,7 +92,7 @@ def in_thread(
         finally:
             done.set()
 
-    threading.Thread(target=run, name="chatimg-http", daemon=True).start()
+    _HELPERS.run(run)
     deadline = time.monotonic() + limit
     while not done.wait(POLL if cancel is not None else limit):
         cancelled = cancel is not None and cancel.is_set
