@@ -502,6 +502,11 @@ def _run_batch_mode(
     """``mode="batch"``: submit what the journal does not hold, wait, collect, read back."""
     template = template.evolve(stream=False)
     settings = settings_for(template.settings_overrides())
+    if Session.api_for(template, settings) != "chat":
+        raise ConfigError(
+            f'mode="batch" sends chat completions; {settings.model} speaks the Images API, '
+            'so run it with mode="live" (the default)'
+        )
     with Journal.open(path, job_key(settings, template)) as journal:
         job = _BatchJob(source, template, session, settings, journal)
         job.submit()

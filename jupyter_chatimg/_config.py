@@ -111,6 +111,13 @@ class Settings:
         env="CHATIMG_MODEL",
         shown="`CHATIMG_MODEL`, else `demo-vision` on the demo, `gpt-4o-mini` elsewhere",
     )
+    image_models: tuple[str, ...] = _setting(
+        (),
+        "Model ids served by the Images API besides `gpt-image*`, `dall-e*` and "
+        "`chatgpt-image*` (`--api auto` sends them to `/images/generations` and "
+        '`/images/edits`), e.g. a gateway\'s FLUX: `["flux-schnell"]`.',
+        shown="none",
+    )
     base_url: str = _setting(
         OPENAI_DEFAULT_BASE_URL,
         "Endpoint base URL, e.g. `https://api.openai.com/v1`; `demo` selects the built-in "
@@ -521,5 +528,7 @@ def _validate(s: Settings) -> None:
         raise bad(
             "max_side", f"{s.max_side!r} must be a whole number of pixels >= 0 (0 = send as is)"
         )
+    if isinstance(s.image_models, str) or not all(isinstance(m, str) for m in s.image_models):
+        raise bad("image_models", f"{s.image_models!r} must be a list of model ids")
     if not s.model.strip():
         raise bad("model", "is empty; give a model id such as gpt-4o-mini")

@@ -292,8 +292,9 @@ class Client:
         first: list[float] = []
         try:
             with self._http() as http:
+                json_body, sending = _encoded(body, dialect)
                 response = self._request(
-                    http, "POST", self._url(dialect.path), body, on_retry, cancel
+                    http, "POST", self._url(dialect.path), json_body, on_retry, cancel, **sending
                 )
                 result = self._read(response, dialect, parser, on_delta, cancel, first)
         except StreamError as exc:
@@ -335,8 +336,9 @@ class Client:
             self._read_stream(response, parser, on_delta, cancel, first)
             result = parser.result()
             if not parser.finished:
+                missing = getattr(parser, "cut_reason", "no [DONE]")
                 raise StreamError(
-                    "the connection closed before the reply finished (no [DONE]); "
+                    f"the connection closed before the reply finished ({missing}); "
                     "the partial reply is kept - run the cell again for a whole one",
                     partial=result,
                 )
@@ -382,7 +384,9 @@ class Client:
                 if deltas or len(sse.data) > 2:
                     guard.last_data = time.monotonic()
                 for delta in deltas:
-                    if not first and (delta.text or delta.images or delta.refusal):
+                    if not first and (
+                        delta.text or delta.images or delta.refusal or delta.partial_image
+                    ):
                         first.append(time.perf_counter())
                     if on_delta is not None:
                         on_delta(delta, parser)
@@ -680,6 +684,26 @@ class _Borrowed(httpx.BaseTransport):
 
     def close(self) -> None:
         pass  # the owner closes it
+
+
+def _encoded(
+    body: dict[str, Any], dialect: Dialect
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """(JSON body, ``_request`` keywords): the body as JSON, or as the dialect's multipart form.
+
+    A form (an Images API edit: text fields and image files) is encoded once by
+    httpx's multipart encoder; each try sends those same bytes.
+    """
+    form = dialect.form(body)
+    if form is None:
+        return body, {}
+    fields, files = form
+    encoded = httpx.Request("POST", "http://form.invalid/", data=fields, files=files)
+    data = encoded.read()
+    return None, {
+        "content": lambda: data,
+        "content_headers": {"Content-Type": encoded.headers["content-type"]},
+    }
 
 
 def _read_at_most(response: httpx.Response, limit: int) -> bytes:

@@ -74,6 +74,8 @@ class ChatImg(_SettingTraits):  # type: ignore[misc]
     def _push(name: str, value: Any) -> None:
         if name == "image_hosts" and value is not None:
             value = tuple(h.lower() for h in value)
+        if name == "image_models" and value is not None:
+            value = tuple(value)
         _config.set_configured(name, value)
 
     # -- magics ------------------------------------------------------------------
@@ -94,7 +96,11 @@ class ChatImg(_SettingTraits):  # type: ignore[misc]
         or JSON Schema dict: result.parsed is the validated object),
         --tool-choice V, --extra JSON, --detail {auto,low,high}, --max-side PX,
         --base-url URL, --api-key-env NAME, --out/-o NAME, --chat, --reset,
-        --cache, --stats, --timeout S, --debug, --each EXPR, --concurrency/-j K.
+        --cache, --stats, --timeout S, --debug, --each EXPR, --concurrency/-j K;
+        the Images API: --api {auto,chat,images}, --size WxH, --quality Q,
+        --background {transparent,opaque,auto}, --output-format {png,jpeg,webp},
+        --partial-images N, --mask EXPR (gpt-image*, dall-e*, chatgpt-image* and
+        ChatImg.image_models use it by default; with --image it is an edit).
         ``{name}`` in the prompt inserts a notebook variable (images in place;
         also ``{Out[3]}``, ``{imgs[0]}``). ``--each imgs`` sends the prompt once
         per image of ``imgs`` (K at a time) and shows a table of the replies;
@@ -149,6 +155,10 @@ class ChatImg(_SettingTraits):  # type: ignore[misc]
             for expr in args.images
         )
         params = dict(args.params)
+        if args.mask is not None:
+            params["mask"] = ImageRef(
+                _evaluate(args.mask, namespace, "--mask"), f"--mask {args.mask}"
+            )
         if args.tools_expr:
             params["tools"] = _tools(args.tools_expr, namespace)
         if args.schema_expr:
@@ -165,6 +175,7 @@ class ChatImg(_SettingTraits):  # type: ignore[misc]
             cache=args.cache,
             show_stats=args.show_stats,
             max_tool_rounds=args.max_tool_rounds,
+            api=args.api,
             **params,
         )
         return Request(

@@ -42,6 +42,10 @@ class MagicArgs:
     each: str | None = None
     """An expression giving images: the prompt is sent once per image (``--each``)."""
     concurrency: int | None = None
+    api: str | None = None
+    """``auto``, ``chat`` or ``images`` (``--api``); None: auto."""
+    mask: str | None = None
+    """An expression giving the mask of an Images API edit (``--mask``)."""
     prompt: str = ""
 
 
@@ -104,6 +108,14 @@ def _build_parser() -> _Parser:
     p.add_argument("--debug", action="store_true")
     p.add_argument("--each", metavar="EXPR")
     p.add_argument("--concurrency", "-j", type=int)
+    # The Images API (DESIGN 2, 4.2): which dialect, and the fields of generations and edits.
+    p.add_argument("--api", choices=["auto", "chat", "images"])
+    p.add_argument("--size", metavar="WxH")
+    p.add_argument("--quality", metavar="Q")
+    p.add_argument("--background", choices=["transparent", "opaque", "auto"])
+    p.add_argument("--output-format", choices=["png", "jpeg", "webp"])
+    p.add_argument("--partial-images", type=int, metavar="N")
+    p.add_argument("--mask", metavar="EXPR")
     return p
 
 
@@ -195,6 +207,11 @@ def _from_namespace(ns: argparse.Namespace, prompt: str) -> MagicArgs:
         "logit_bias": logit_bias,
         "response_format": {"type": "json_object"} if ns.json else None,
         "tool_choice": _tool_choice(ns.tool_choice),
+        "size": ns.size,
+        "quality": ns.quality,
+        "background": ns.background,
+        "output_format": ns.output_format,
+        "partial_images": ns.partial_images,
     }
     return MagicArgs(
         model=ns.model,
@@ -219,6 +236,8 @@ def _from_namespace(ns: argparse.Namespace, prompt: str) -> MagicArgs:
         debug=ns.debug,
         each=ns.each,
         concurrency=ns.concurrency,
+        api=ns.api,
+        mask=ns.mask,
         prompt=prompt,
     )
 

@@ -27,6 +27,7 @@ from ._dialects import ReplyParser as StreamParser
 from ._errors import one_line
 from ._images import mime_of_pil, pil_to_bytes
 from ._markdown import find_markdown_images, safe_markdown
+from ._render_images import PartialImages
 from ._result import ChatResult, Choice
 
 __all__ = [
@@ -111,6 +112,17 @@ class DisplaySink:
 
     def delta(self, text: str) -> None:  # pragma: no cover - not used by this sink
         pass
+
+    def image_in_place(self, data: dict[str, str], metadata: dict[str, Any]) -> None:
+        """One image output (its own ``display_id``) replaced by each call after the first."""
+        if getattr(self, "image_id", None) is None:
+            import uuid
+
+            self.image_id = uuid.uuid4().hex
+            self._display(data, raw=True, metadata=metadata, display_id=self.image_id)
+        else:
+            self._update(data, raw=True, metadata=metadata, display_id=self.image_id)
+        self.messages += 1
 
 
 # Model text must not drive the terminal: escape sequences can retitle it, rewrite
@@ -218,6 +230,8 @@ class LiveReply:
         self.decorate: Callable[[str, bool], tuple[str, str]] | None = None
         """Adds to each composed update (``_render_tools.ToolView``: tool calls, earlier
         rounds): ``(markdown, final) -> (markdown, plain to add)``."""
+        self.partials = PartialImages(self.sink, update_interval=update_interval, clock=clock)
+        """Partial images of an Images API stream: one output replaced in place."""
 
     # -- streaming -----------------------------------------------------------
 
@@ -254,6 +268,10 @@ class LiveReply:
                 if self._timer is not None:
                     return
                 text = ""  # kept already; the locked path below only schedules
+        if delta.partial_image is not None:
+            self.partials.show(delta.partial_image)
+            if not (text or delta.images or delta.refusal):
+                return
         with self._lock:
             if self._closed:
                 return
@@ -482,13 +500,18 @@ class LiveReply:
         meta = result.provenance()
         for choice in result.choices:
             for image in choice.images:
-                self.sink.image(image, metadata=meta)
+                # The first final image replaces the last partial one, if one is shown.
+                if not self.partials.finish(image, meta):
+                    self.sink.image(image, metadata=meta)
+        self.partials.close()
 
 
 def _stats_line(result: ChatResult) -> str:
     parts = [result.model or "?"]
     if result.usage and isinstance(result.usage.get("completion_tokens"), int):
         parts.append(f"{result.usage['completion_tokens']} tokens")
+    elif result.usage and isinstance(result.usage.get("output_tokens"), int):
+        parts.append(f"{result.usage['output_tokens']} tokens")  # the Images API's usage
     if result.timings.first_token is not None:
         parts.append(f"first token {result.timings.first_token:.2f} s")
     if result.timings.total is not None:

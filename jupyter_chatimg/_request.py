@@ -28,6 +28,7 @@ from ._errors import ConfigError
 from ._image_inputs import is_image_like
 
 __all__ = [
+    "API_CHOICES",
     "EMPTY_PROMPT",
     "MAX_IMAGES",
     "ImageRef",
@@ -39,6 +40,8 @@ __all__ = [
     "request_fields",
 ]
 
+API_CHOICES = ("auto", "chat", "images")
+"""Which wire dialect a request speaks (``api=``, ``--api``): ``auto`` picks by the model."""
 EMPTY_PROMPT = "empty prompt: write a question in the cell, or attach an image with --image NAME"
 MAX_IMAGES = 1000
 """More images than this in one request is refused before any is read (an endless
@@ -182,6 +185,9 @@ class Request:
     ``tools`` may hold Python functions (the session runs them in a tool
     loop); ``schema`` asks for structured output (a pydantic model class, a
     dataclass, a TypedDict or a JSON Schema dict; checked by the session).
+    ``api`` picks the dialect (``auto``, ``chat``, ``images``; None: auto) and
+    ``mask`` is the mask of an Images API edit (its transparent pixels mark
+    where to edit).
     """
 
     parts: tuple[str | ImageRef, ...]
@@ -192,6 +198,8 @@ class Request:
     extra: Mapping[str, Any] | None = None
     overrides: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     schema: Any = None
+    api: str | None = None
+    mask: ImageRef | None = None
 
     def evolve(self, **changes: Any) -> Request:
         """A copy with some fields changed."""
@@ -259,7 +267,8 @@ def request_fields(**kwargs: Any) -> dict[str, Any]:
     """Sort ``chat()``-style keywords into a Request's ``overrides``, ``extra`` and ``params``.
 
     Keywords that name a setting are settings for this request; ``extra`` is a
-    dict merged into the body; ``schema`` asks for structured output;
+    dict merged into the body; ``schema`` asks for structured output; ``api``
+    picks the dialect and ``mask`` is the mask of an Images API edit;
     everything else is a request field.
     """
     overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in SETTING_NAMES}
@@ -267,9 +276,15 @@ def request_fields(**kwargs: Any) -> dict[str, Any]:
     schema = kwargs.pop("schema", None)
     if extra is not None and not isinstance(extra, Mapping):
         raise ConfigError(f"extra: expected a dict of request fields, got {type(extra).__name__}")
+    api = kwargs.pop("api", None)
+    if api is not None and (not isinstance(api, str) or api.strip().lower() not in API_CHOICES):
+        raise ConfigError(f"api: {api!r} is not one of {', '.join(API_CHOICES)}")
+    mask = kwargs.pop("mask", None)
     return {
         "params": MappingProxyType(dict(kwargs)),
         "extra": MappingProxyType(dict(extra)) if extra is not None else None,
         "overrides": MappingProxyType({k: v for k, v in overrides.items() if v is not None}),
         "schema": schema,
+        "api": api.strip().lower() if api is not None else None,
+        "mask": mask if mask is None or isinstance(mask, ImageRef) else ImageRef(mask, "mask"),
     }

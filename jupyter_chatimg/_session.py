@@ -40,6 +40,17 @@ from ._config import Settings, resolve_settings
 from ._dialects import Delta, Dialect, ReplyParser
 from ._dialects.chat import DIALECT as CHAT
 from ._dialects.chat import build_request as build_body
+from ._dialects.images import (
+    EDIT,
+    GENERATION,
+    IMAGE_ONLY_FIELDS,
+    build_edit,
+    build_generation,
+    checked_fields,
+    choose_api,
+    wants_stream,
+)
+from ._dialects.images import check_fields as check_image_fields
 from ._errors import (
     BadRequestError,
     ChatImgError,
@@ -59,6 +70,7 @@ from ._result import ChatResult, Timings, ToolCall
 from ._retry import MAX_RETRY_AFTER, retry_delay, retryable
 from ._structured import JSON_OBJECT, Structured, structured
 from ._tools import Toolbox, forced_choice, images_of, toolbox
+from ._uploads import build_image_inputs
 
 __all__ = [
     "DEMO_NOTE",
@@ -84,11 +96,13 @@ DEMO_ENDPOINT_NOTE = (
     "OPENAI_API_KEY (or CHATIMG_BASE_URL, %config ChatImg.base_url) for a real model"
 )
 _DEMO_MODELS = re.compile(r"^demo-(vision|image)(@.*)?$")
+# The demo's Images API also answers for the real image models' ids (DESIGN 7).
+_DEMO_IMAGE_MODELS = re.compile(r"^(demo-image|gpt-image|chatgpt-image|dall-e-[23])", re.I)
 
 
-def demo_note(model: str) -> str:
+def demo_note(model: str, api: str = "chat") -> str:
     """The one line that says the offline demo answered (and for which model)."""
-    if _DEMO_MODELS.match(model):
+    if _DEMO_MODELS.match(model) or (api == "images" and _DEMO_IMAGE_MODELS.match(model)):
         return DEMO_NOTE.format(model=model)
     return DEMO_ENDPOINT_NOTE.format(model=model)
 
@@ -101,6 +115,19 @@ def settings_for(overrides: Mapping[str, Any]) -> Settings:
 
         settings = settings.with_overrides(base_url=ensure_demo_server().url)
     return settings
+
+
+def _refuse_image_fields(request: Request, settings: Settings) -> None:
+    """A chat request with Images API fields (``size=``, ``mask=`` ...) is a mistake: say so."""
+    names = [k for k, v in request.params.items() if k in IMAGE_ONLY_FIELDS and v is not None]
+    if request.mask is not None:
+        names.append("mask")
+    if names:
+        raise ConfigError(
+            f"{names[0]}: an Images API field, but {settings.model} speaks chat completions; "
+            "use an image model (gpt-image-1 ...), --api images (api='images'), or list the "
+            "model in %config ChatImg.image_models"
+        )
 
 
 def digest_request(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -156,9 +183,20 @@ class Session:
     @staticmethod
     def check_fields(params: Mapping[str, Any], schema: Any = None) -> None:
         """Refuse unknown or ill-typed request fields (and tools, a schema) now
-        (``ConfigError``), before any send."""
-        fields, _, _ = tools_and_schema(params, schema, None)
+        (``ConfigError``), before any send.
+
+        Fields of either dialect pass: which one a request speaks depends on its model.
+        """
+        images = {k: v for k, v in params.items() if k in IMAGE_ONLY_FIELDS}
+        check_image_fields(images)
+        chat_params = {k: v for k, v in params.items() if k not in images}
+        fields, _, _ = tools_and_schema(chat_params, schema, None)
         build_body("model", [], stream=False, params=fields)
+
+    @staticmethod
+    def api_for(request: Request, settings: Settings) -> str:
+        """``chat`` or ``images``: the dialect ``request`` speaks (the one place it is chosen)."""
+        return choose_api(request.api, settings.model, settings.image_models)
 
     @staticmethod
     def list_models(overrides: Mapping[str, Any] | None = None) -> list[str]:
@@ -190,6 +228,9 @@ class Session:
             if settings is None:
                 settings = settings_for(request.settings_overrides())
             conversation = self.conversation if request.chat else None
+            if self.api_for(request, settings) == "images":
+                return self._prepare_images(request, settings, conversation)
+            _refuse_image_fields(request, settings)
             messages = build_messages(request, settings, conversation)
             params, tools, parse_as = tools_and_schema(
                 request.params, request.schema, request.extra
@@ -213,6 +254,36 @@ class Session:
         return Prepared(
             request, settings, CHAT, body, messages.user, messages.notes, tools, parse_as
         )
+
+    @staticmethod
+    def _prepare_images(
+        request: Request, settings: Settings, conversation: Conversation | None
+    ) -> Prepared:
+        """An Images API request: a generation, or (with images) a multipart edit."""
+        model = settings.model
+        stream = wants_stream(model, settings.stream, request.params)
+        edit = any(True for _ in request.images()) or bool(
+            conversation is not None and conversation.pending_images
+        )
+        checked_fields(model, request.params, edit=edit, stream=stream)  # before any encoding
+        inputs = build_image_inputs(request, settings, conversation)
+        if inputs.images:
+            body = build_edit(
+                model,
+                inputs.prompt,
+                inputs.images,
+                inputs.mask,
+                stream=stream,
+                params=request.params,
+                extra=request.extra,
+            )
+            dialect = EDIT
+        else:
+            body = build_generation(
+                model, inputs.prompt, stream=stream, params=request.params, extra=request.extra
+            )
+            dialect = GENERATION
+        return Prepared(request, settings, dialect, body, inputs.user, inputs.notes)
 
     def send(
         self,
@@ -357,7 +428,8 @@ class _Exchange:
 
     def _notes(self) -> list[str]:
         settings = self.settings
-        shown = [demo_note(settings.model)] if settings.demo else []
+        api = "images" if self.prepared.dialect.name.startswith("images") else "chat"
+        shown = [demo_note(settings.model, api)] if settings.demo else []
         shown.extend(self.prepared.notes)
         return shown
 

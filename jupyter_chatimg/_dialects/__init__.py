@@ -5,6 +5,7 @@ streamed reply (an incremental parser fed one Server-Sent Event at a time) and
 a whole one. The HTTP layer only moves bytes; the session picks the dialect.
 
 - ``chat``: ``/chat/completions`` (DESIGN 4.1)
+- ``images``: ``/images/generations`` (JSON) and ``/images/edits`` (multipart) (DESIGN 4.2)
 - ``errors``: error bodies and ``Retry-After``, shared by every dialect
 - ``base``: what a dialect provides (``Dialect``, ``ReplyParser``, ``Delta``)
 """

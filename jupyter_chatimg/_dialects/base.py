@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -23,6 +23,8 @@ class Delta:
     tool_calls: list[dict[str, Any]] | None = None
     """When this event changed the choice's tool calls: all of them so far, merged
     (wire shape ``{"id", "type", "function": {"name", "arguments"}}``)."""
+    partial_image: str | None = None
+    """A partial image (``data:`` URI) that replaces the previous one (Images API streams)."""
 
 
 class ReplyParser(Protocol):
@@ -50,3 +52,7 @@ class Dialect(Protocol):
     def stream_parser(self) -> ReplyParser: ...
 
     def parse_whole(self, obj: Any) -> ChatResult: ...
+
+    def form(self, body: Mapping[str, Any]) -> tuple[dict[str, str], list[Any]] | None:
+        """The body as multipart (text fields, files for httpx's ``files=``), or None for JSON."""
+        ...

@@ -537,5 +537,9 @@ class ChatDialect:
     def parse_whole(self, obj: Any) -> ChatResult:
         return parse_completion(obj)
 
+    def form(self, body: Mapping[str, Any]) -> None:
+        """Chat completions are JSON."""
+        return None
+
 
 DIALECT = ChatDialect()

@@ -124,6 +124,7 @@ class ReplySink:
         self.final = False
         self.states: list[str] = []
         self.images: list[Image.Image] = []
+        self._in_place: int | None = None
 
     def update(
         self, markdown: str, plain: str, *, final: bool, metadata: dict[str, Any] | None
@@ -147,6 +148,18 @@ class ReplySink:
         with self._lock:
             self.images.append(image)
             self._images.append(output)
+            self._publish()
+
+    def image_in_place(self, data: dict[str, str], metadata: dict[str, Any]) -> None:
+        """One image slot of the entry, replaced by each call (an Images API stream's
+        partial images, then its final image)."""
+        output = {"output_type": "display_data", "data": data, "metadata": metadata}
+        with self._lock:
+            if self._in_place is None:
+                self._in_place = len(self._images)
+                self._images.append(output)
+            else:
+                self._images[self._in_place] = output
             self._publish()
 
     def delta(self, text: str) -> None:  # pragma: no cover - wants_deltas is False

@@ -479,6 +479,8 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
             extra=self._fields["extra"],
             schema=self._fields["schema"],
             overrides={k: v for k, v in overrides.items() if v is not None},
+            api=self._fields["api"],
+            mask=self._fields["mask"],
         )
         return self._session.prepare(request)
 
