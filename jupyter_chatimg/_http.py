@@ -9,14 +9,12 @@ the one raw GET that ``_fetch`` builds returned-image downloads on.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, BinaryIO, cast
 from urllib.parse import urljoin
 
@@ -185,52 +183,21 @@ class Client:
         body: dict[str, Any] | None = None,
         *,
         retry_no_answer: bool = True,
+        content: Callable[[], Any] | None = None,
+        content_headers: Mapping[str, str] | None = None,
     ) -> Any:
-        """``method path`` with an optional JSON body; the answer's JSON (size-bounded)."""
-        with self._http() as http:
-            response = self._request(
-                http, method, self._url(path), body, None, retry_no_answer=retry_no_answer
-            )
-            try:
-                return self._read_whole(response, [])
-            finally:
-                response.close()
-
-    def upload_file(self, source: Path, filename: str, purpose: str = "batch") -> Any:
-        """``POST /files`` (multipart: ``purpose`` and ``file``), the file streamed from disk.
-
-        Returns the file object's JSON (its ``id``).
-        """
-        boundary = "chatimg-" + os.urandom(12).hex()
-        head = (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\n'
-            f"{purpose}\r\n--{boundary}\r\nContent-Disposition: form-data; "
-            f'name="file"; filename="{_quoted(filename)}"\r\n'
-            "Content-Type: application/jsonl\r\n\r\n"
-        ).encode()
-        tail = f"\r\n--{boundary}--\r\n".encode()
-        length = len(head) + source.stat().st_size + len(tail)
-
-        def content() -> Iterator[bytes]:
-            yield head
-            with source.open("rb") as fh:
-                while piece := fh.read(1 << 20):
-                    yield piece
-            yield tail
-
-        headers = {
-            "Content-Type": f"multipart/form-data; boundary={boundary}",
-            "Content-Length": str(length),
-        }
+        """``method path`` with a JSON body, or ``content`` (a fresh body per try, e.g. a
+        file streamed from disk, with its ``content_headers``); the answer's JSON."""
         with self._http() as http:
             response = self._request(
                 http,
-                "POST",
-                self._url("/files"),
+                method,
+                self._url(path),
+                body,
                 None,
-                None,
+                retry_no_answer=retry_no_answer,
                 content=content,
-                content_headers=headers,
+                content_headers=content_headers,
             )
             try:
                 return self._read_whole(response, [])
@@ -714,11 +681,6 @@ def _read_at_most(response: httpx.Response, limit: int) -> bytes:
         if len(buf) >= limit:
             break
     return bytes(buf[:limit])
-
-
-def _quoted(name: str) -> str:
-    """A file name safe inside a quoted multipart parameter."""
-    return "".join(c if c.isprintable() and c not in '"\\' else "_" for c in name)
 
 
 def _reason(exc: BaseException) -> str:

@@ -135,7 +135,10 @@ class BatchRunner:
         part.handle.close()
         try:
             filename = f"{self.journal.path.stem}-part{part.number}.jsonl"
-            uploaded = self.client.upload_file(part.path, filename, "batch")
+            content, headers = wire.upload_form(part.path, filename, "batch")
+            uploaded = self.client.request_json(
+                "POST", "/files", content=content, content_headers=headers
+            )
             file_id = uploaded.get("id") if isinstance(uploaded, Mapping) else None
             if not isinstance(file_id, str):
                 raise APIError("POST /files returned no file id", status=200, body=uploaded)

@@ -10,8 +10,10 @@ lines in any order; they are mapped back to items by ``custom_id``.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .._errors import APIError, ChatImgError
@@ -32,6 +34,7 @@ __all__ = [
     "index_of",
     "input_line",
     "read_output_line",
+    "upload_form",
 ]
 
 ENDPOINT = "/v1/chat/completions"
@@ -205,3 +208,38 @@ def read_output_line(raw: bytes) -> OutputLine | None:
         return out
     out.error = APIError("the batch returned a line with neither a response nor an error")
     return out
+
+
+def upload_form(source: Path, filename: str, purpose: str = "batch") -> tuple[Any, dict[str, str]]:
+    """``POST /files`` as multipart (``purpose``, ``file``) streamed from disk.
+
+    Returns a factory of fresh bodies (one per try: the file is read again) and
+    the headers that go with them (the length is known, so no chunked upload).
+    """
+    boundary = "chatimg-" + os.urandom(12).hex()
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\n'
+        f"{purpose}\r\n--{boundary}\r\nContent-Disposition: form-data; "
+        f'name="file"; filename="{_quoted(filename)}"\r\n'
+        "Content-Type: application/jsonl\r\n\r\n"
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    length = len(head) + source.stat().st_size + len(tail)
+
+    def content() -> Iterator[bytes]:
+        yield head
+        with source.open("rb") as fh:
+            while piece := fh.read(1 << 20):
+                yield piece
+        yield tail
+
+    headers = {
+        "Content-Type": f"multipart/form-data; boundary={boundary}",
+        "Content-Length": str(length),
+    }
+    return content, headers
+
+
+def _quoted(name: str) -> str:
+    """A file name safe inside a quoted multipart parameter."""
+    return "".join(c if c.isprintable() and c not in '"\\' else "_" for c in name)
