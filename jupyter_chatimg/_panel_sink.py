@@ -2,13 +2,14 @@
 
 Each entry's ``outputs`` tuple is set directly (no capture context, so it is
 safe from the worker thread and from ``LiveReply``'s flush timer). A reply
-entry is also the ``Sink`` its ``LiveReply`` writes to: the markdown output is
-replaced in place and returned images are appended as image outputs.
+entry is also the ``Sink`` its ``LiveReply`` writes to: each of the reply's
+outputs (text as safe HTML, images at their place) is replaced in place.
 """
 
 from __future__ import annotations
 
 import base64
+import html
 import threading
 from typing import Any
 
@@ -17,19 +18,17 @@ from PIL import Image
 
 from ._images import mime_of_pil, pil_to_bytes
 
-__all__ = ["ReplySink", "image_output", "markdown_output", "new_entry"]
+__all__ = ["ReplySink", "html_output", "image_output", "new_entry"]
 
 THUMB_SIDE = 160
 """Long side of the sent-image thumbnails shown in the transcript and tray."""
 
 
-def markdown_output(
-    markdown: str, plain: str, metadata: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """A ``display_data`` output holding (already safe) markdown and a plain fallback."""
+def html_output(html: str, plain: str, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A ``display_data`` output holding (already safe) HTML and a plain fallback."""
     return {
         "output_type": "display_data",
-        "data": {"text/markdown": markdown, "text/plain": plain},
+        "data": {"text/html": html, "text/plain": plain},
         "metadata": metadata or {},
     }
 
@@ -79,8 +78,9 @@ def new_entry(css_class: str) -> widgets.Output:
 class ReplySink:
     """A ``Sink`` (see ``_render``) writing one reply into a transcript entry.
 
-    ``states`` records every markdown the entry showed, in order (what a
-    reader saw grow); ``markdown``/``plain`` are the last ones.
+    ``outputs`` are the reply's outputs as shown last (text and images, in
+    order); ``states`` records every HTML the entry's text showed, in order
+    (what a reader saw grow); ``html``/``plain`` are the last ones.
     """
 
     wants_deltas = False
@@ -88,40 +88,36 @@ class ReplySink:
     def __init__(self, entry: widgets.Output) -> None:
         self.entry = entry
         self._lock = threading.Lock()
-        self._text: tuple[dict[str, Any], ...] = ()
-        self._images: list[dict[str, Any]] = []
-        self.markdown = ""
+        self.outputs: list[dict[str, Any]] = []
+        self.html = ""
         self.plain = ""
         self.final = False
         self.states: list[str] = []
-        self.images: list[Image.Image] = []
 
-    def update(
-        self, markdown: str, plain: str, *, final: bool, metadata: dict[str, Any] | None
+    def show(
+        self, slot: int, data: dict[str, Any], metadata: dict[str, Any], *, final: bool
     ) -> None:
         with self._lock:
-            if self.final:
+            if self.final and not final:
                 return
-            self.final = final
-            self.markdown, self.plain = markdown, plain
-            self.states.append(markdown)
-            md = {"jupyter_chatimg": metadata} if metadata else {}
-            self._text = (markdown_output(markdown, plain, md),)
-            self._publish()
+            self.final = self.final or final
+            output = {"output_type": "display_data", "data": data, "metadata": metadata}
+            if slot < len(self.outputs):
+                self.outputs[slot] = output
+            else:
+                self.outputs.append(output)
+            texts = [o["data"] for o in self.outputs if "text/html" in o["data"]]
+            self.html = "".join(d["text/html"] for d in texts)
+            self.plain = "\n".join(d["text/plain"] for d in texts if d.get("text/plain"))
+            self.states.append(self.html)
+            self.entry.outputs = tuple(self.outputs)
 
-    def image(self, image: Any, *, metadata: dict[str, Any] | None) -> None:
-        try:
-            output = image_output(image, metadata)
-        except Exception as exc:  # runs in a worker thread: a line, never a traceback
-            line = f"[an image could not be shown: {type(exc).__name__}]"
-            output = markdown_output("*" + line + "*", line)
+    def error(self, line: str) -> None:
+        """One line under whatever the reply showed (a failure outside ``LiveReply``)."""
         with self._lock:
-            self.images.append(image)
-            self._images.append(output)
-            self._publish()
+            self.final = True
+            self.outputs.append(html_output(f"<p><em>⚠ {html.escape(line)}</em></p>", line))
+            self.entry.outputs = tuple(self.outputs)
 
     def delta(self, text: str) -> None:  # pragma: no cover - wants_deltas is False
         pass
-
-    def _publish(self) -> None:
-        self.entry.outputs = self._text + tuple(self._images)
