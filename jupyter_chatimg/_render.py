@@ -455,7 +455,8 @@ class LiveReply:
                 return
             image = images[0]
             part.end = lo + image.start
-            part.source = text[part.start : part.end]
+            # "- ![a](u)": the bullet (or quote, heading marker) before an image stays out
+            part.source = _DANGLING_MARKER.sub("", text[part.start : part.end])
             part.html = part.inc.html(part.source, final=True)
             url = image.url.strip()
             view.parts.append(_Image(url, image.alt, view.number(url)))
@@ -561,16 +562,19 @@ class LiveReply:
             entries[0].data = {"text/html": PLACEHOLDER, "text/plain": "…"}
         footer_html = "".join(_line(x) for x in footer)
         footer_plain = "\n".join(one_line(x, 400) for x in footer)
-        if footer and after:
-            after.append(_Entry({"text/html": footer_html, "text/plain": footer_plain}, meta))
-        elif footer:
-            last = entries[-1]  # the last choice's open text
-            data = last.data or {"text/html": "", "text/plain": ""}
-            plain = data["text/plain"]
-            last.data = {
-                "text/html": data["text/html"] + footer_html,
-                "text/plain": (plain + "\n" if plain else "") + footer_plain,
-            }
+        if footer:
+            # Under everything: on the last output that shows text (it moves down as
+            # outputs are added), or an output of its own after the images.
+            holder = next((e for e in reversed(entries) if e.data is not None), entries[-1])
+            data = holder.data or {"text/html": "", "text/plain": ""}
+            if after or "text/html" not in data:
+                after.append(_Entry({"text/html": footer_html, "text/plain": footer_plain}, meta))
+            else:
+                plain = data["text/plain"]
+                holder.data = {
+                    "text/html": data["text/html"] + footer_html,
+                    "text/plain": (plain + "\n" if plain else "") + footer_plain,
+                }
         entries += after
         return self._assign(entries, final=final)
 
@@ -667,6 +671,10 @@ class LiveReply:
         if self.show_stats:
             lines.append(_stats_line(result))
         return lines
+
+
+# The block markers alone on the last line of a text cut before an image.
+_DANGLING_MARKER = re.compile(r"(?:(?<=\n)|\A)[ \t>]*(?:[-+*]|\d{1,9}[.)]|#{1,6})?[ \t]*\Z")
 
 
 def _failed_image(n: int, url: str, reason: str) -> str:
@@ -843,27 +851,26 @@ class _Printer:
             ]
         if not found:
             return self._convert(line, images)
+        head = self._convert(line[: found[0].start]).rstrip()
+        marker = bool(head) and _DANGLING_MARKER.fullmatch(head) is not None  # "- ![a](u)"
         if images is None:  # streaming: print up to the image, the rest at the end
-            before = self._convert(line[: found[0].start]).rstrip()
-            self._emit(raw, before)
-            if before:
+            self._emit(raw, head + " " if marker else head)
+            if head and not marker:
                 self._write("\n")
             self._rest = [line[found[0].start :], "\n"]
             self._blank = False
             return None
         pieces: list[str] = []
         pos = 0
-        for image in found:
-            text = (
-                self._convert(line[pos : image.start])
-                if pos
-                else self._convert(line[: image.start])
-            )
-            pieces.append(text.strip() if pos else text.rstrip())
-            pieces.append(images.line(image.url.strip(), image.alt))
+        for k, image in enumerate(found):
+            shown = images.line(image.url.strip(), image.alt)
+            if k == 0:
+                pieces.append(head + " " + shown if marker else head + "\n" + shown)
+            else:
+                pieces += [self._convert(line[pos : image.start]).strip(), shown]
             pos = image.end
         pieces.append(self._convert(line[pos:]).strip())
-        return "\n".join(p for p in pieces if p)
+        return "\n".join(p.strip("\n") for p in pieces if p.strip("\n"))
 
     def _emit(self, raw: str, out: str) -> None:
         if out.startswith(raw):

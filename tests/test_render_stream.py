@@ -254,6 +254,21 @@ def test_images_outside_the_text_come_after_it_and_failures_keep_their_place() -
             assert "jupyter_chatimg" in metadata
 
 
+def test_a_list_of_images_leaves_no_empty_bullets() -> None:
+    red, blue = Image.new("RGB", (4, 3), "red"), Image.new("RGB", (2, 2), "blue")
+    other = "https://cdn.example.com/b.png"
+    text = f"Here:\n\n- ![a]({URL})\n- ![b]({other}) blue\n"
+    result = ChatResult(choices=[Choice(text=text, images=[red, blue], image_urls=[URL, other])])
+    sink = _stream_images(text, result)
+    slots = [sink.slots[k] for k in sorted(sink.slots)]
+    kinds = [next(iter(sorted(s))) for s in slots]
+    assert kinds == ["text/html", "image/png", "image/png", "text/html"]
+    assert slots[0]["text/html"] == "<p>Here:</p>\n"
+    assert slots[3]["text/html"].startswith("<p>blue</p>")
+    out = _printed(text, [4] * 100, result)
+    assert out == "Here:\n\n- [image 4x3]\n- [image 2x2]\nblue\nthe note\n"
+
+
 def test_a_reply_that_is_only_an_image() -> None:
     red = Image.new("RGB", (4, 3), "red")
     text = f"![only]({URL})"
@@ -290,6 +305,7 @@ PIECES = [
     "\n# Title #\n",
     "\nTitle\n---\n",
     "\n> quoted *text*\n",
+    "\n- ![cat](https://x.org/c.png) a cat\n",
     "$a_b$ ",
     "! [no]",
     "!",
