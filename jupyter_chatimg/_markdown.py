@@ -20,9 +20,12 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
-from markdown_it import MarkdownIt, rules_inline
+from markdown_it import MarkdownIt, helpers, rules_inline
+from markdown_it.common.utils import unescapeAll
+from markdown_it.helpers import parse_link_destination
 from markdown_it.rules_inline import StateInline
 from markdown_it.token import Token
 from mdit_py_plugins.dollarmath import dollarmath_plugin
@@ -97,6 +100,69 @@ def _recording(rule: Callable[[StateInline, bool], bool]) -> Callable[[StateInli
     return image
 
 
+_DEST_ANGLE = re.compile(r"[\n<>\\]")
+_DEST_PLAIN = re.compile(r"[\x00-\x20\x7f()\\]")
+
+
+def _link_destination(string: str, pos: int, maximum: int) -> Any:
+    """markdown-it's ``parseLinkDestination``, the same result, with the scan in C.
+
+    Its own loop looks at every character in Python: about 2 s for the 20 MB ``data:``
+    URI of a returned image. Here a regular expression skips to the next character
+    that matters.
+    """
+    start = pos
+    result = parse_link_destination._Result()
+    if pos < len(string) and string[pos] == "<":
+        pos += 1
+        while pos < maximum:
+            m = _DEST_ANGLE.search(string, pos, maximum)
+            if m is None:
+                return result
+            pos = m.start()
+            c = string[pos]
+            if c in "\n<":
+                return result
+            if c == ">":
+                result.pos = pos + 1
+                result.str = unescapeAll(string[start + 1 : pos])
+                result.ok = True
+                return result
+            pos += 2 if pos + 1 < maximum else 1  # a backslash escapes what follows
+        return result
+    level = 0
+    while pos < maximum:
+        m = _DEST_PLAIN.search(string, pos, maximum)
+        if m is None:
+            pos = maximum
+            break
+        pos = m.start()
+        c = string[pos]
+        if c <= " " or c == "\x7f":
+            break
+        if c == "\\":
+            if pos + 1 < maximum:
+                if string[pos + 1] == " ":
+                    break
+                pos += 2
+                continue
+        elif c == "(":
+            level += 1
+            if level > 32:
+                return result
+        elif c == ")":
+            if level == 0:
+                break
+            level -= 1
+        pos += 1
+    if start == pos or level != 0:
+        return result
+    result.str = unescapeAll(string[start:pos])
+    result.pos = pos
+    result.ok = True
+    return result
+
+
 def make_parser(*, html: bool = False, breaks: bool = True) -> MarkdownIt:
     """The reply parser: CommonMark + tables + strikethrough + dollar math.
 
@@ -109,6 +175,11 @@ def make_parser(*, html: bool = False, breaks: bool = True) -> MarkdownIt:
     md.enable(["table", "strikethrough"])
     dollarmath_plugin(md, allow_labels=False, allow_blank_lines=False, double_inline=True)
     md.inline.ruler.at("image", _recording(rules_inline.image))
+    md.__dict__["helpers"] = SimpleNamespace(
+        parseLinkLabel=helpers.parseLinkLabel,
+        parseLinkDestination=_link_destination,
+        parseLinkTitle=helpers.parseLinkTitle,
+    )
     return md
 
 
@@ -224,6 +295,69 @@ class _Mapper:
         return x + (pos - c_start)
 
 
+# A long run of base64 characters: the payload of a data: URI, as a rule. None of them
+# means anything to markdown, so such a run can stand in for any other of them.
+_LONG_RUN = re.compile(r"[A-Za-z0-9+/=]{256,}")
+_MARK = "Qj7Zx"
+
+
+class _Short:
+    """The text with each long base64 run replaced by a short marker.
+
+    markdown-it then never scans or copies a 20 MB ``data:`` URI (it would copy it
+    twice: the paragraph, then the destination); offsets and strings map back.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.runs: list[tuple[int, int, int]] = []  # (position here, start, end in text)
+        self.short = text
+        if len(text) < 256 or _MARK in text:
+            return
+        pieces: list[str] = []
+        last = 0
+        shift = 0
+        for m in _LONG_RUN.finditer(text):
+            marker = f"{_MARK}{len(self.runs)}{_MARK}"
+            pieces += [text[last : m.start()], marker]
+            self.runs.append((m.start() - shift, m.start(), m.end()))
+            shift += m.end() - m.start() - len(marker)
+            last = m.end()
+        if self.runs:
+            pieces.append(text[last:])
+            self.short = "".join(pieces)
+        self._starts = [r[0] for r in self.runs]
+
+    def offset(self, pos: int) -> int:
+        """A position in the short text -> the same place in the text (outside markers)."""
+        k = bisect_right(self._starts, pos) - 1 if self.runs else -1
+        if k < 0:
+            return pos
+        at, start, end = self.runs[k]
+        marker = len(f"{_MARK}{k}{_MARK}")
+        return end + (pos - at - marker) if pos >= at + marker else start
+
+    def restore(self, value: str) -> str:
+        """A string taken from the short text, with its runs back."""
+        if not self.runs or _MARK not in value:
+            return value
+        parts = value.split(_MARK)  # text, index, text, index, text ...
+        if len(parts) == 3:  # one run: one slice of the text when it is there verbatim
+            _at, start, end = self.runs[int(parts[1])]
+            head, tail = parts[0], parts[2]
+            a, b = start - len(head), end + len(tail)
+            if self.text.startswith(head, a) and self.text.startswith(tail, end):
+                return self.text[a:b]
+        out = []
+        for k, part in enumerate(parts):
+            if k % 2:
+                _at, start, end = self.runs[int(part)]
+                out.append(self.text[start:end])
+            else:
+                out.append(part)
+        return "".join(out)
+
+
 def find_markdown_images(text: str) -> list[MarkdownImage]:
     """Every markdown image outside code, inline or by reference, in document order.
 
@@ -234,11 +368,12 @@ def find_markdown_images(text: str) -> list[MarkdownImage]:
     if "![" not in text:
         return []
     norm, drops = normalise(text)
+    short = _Short(norm)
     md = _finder()
     env: dict[str, Any] = {}
     blocks: list[Token] = []
-    md.block.parse(norm, md, env, blocks)
-    mapper = _Mapper(norm)
+    md.block.parse(short.short, md, env, blocks)
+    mapper = _Mapper(short.short)
     out: list[MarkdownImage] = []
     row_cursor = (-1, 0)  # (row line, offset after the last cell found in it)
     for i, token in enumerate(blocks):
@@ -256,9 +391,11 @@ def find_markdown_images(text: str) -> list[MarkdownImage]:
         if cell and spans:
             row_cursor = (line, spans[-1][1])
         for (start, end), (_a, _b, image, in_link) in zip(spans, record.found, strict=False):
-            a = start + bisect_left(drops, start)
-            b = end + bisect_left(drops, end)
-            out.append(MarkdownImage(a, b, image.content, str(image.attrs["src"]), in_link))
+            a, b = short.offset(start), short.offset(end)
+            a += bisect_left(drops, a)
+            b += bisect_left(drops, b)
+            url = short.restore(str(image.attrs["src"]))
+            out.append(MarkdownImage(a, b, short.restore(image.content), url, in_link))
     out.sort(key=lambda m: m.start)
     return out
 

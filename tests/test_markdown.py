@@ -190,6 +190,42 @@ def _mixed_markdown(size: int) -> str:
     return text
 
 
+def test_link_destinations_are_read_as_markdown_it_reads_them() -> None:
+    from markdown_it.helpers import parseLinkDestination
+
+    from jupyter_chatimg._markdown import _link_destination
+
+    rng = random.Random(1)
+    alphabet = ["a", " ", "(", ")", "\\", "<", ">", "\n", "\x01", "\x7f", "&amp;", "\\ ", "\\("]
+    for _ in range(50_000):
+        s = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        start = rng.randint(0, len(s))
+        end = rng.randint(start, len(s))
+        theirs, ours = parseLinkDestination(s, start, end), _link_destination(s, start, end)
+        assert (ours.ok, ours.pos, ours.str) == (theirs.ok, theirs.pos, theirs.str), (s, start)
+
+
+def test_a_huge_data_uri_is_found_quickly_and_without_copies() -> None:
+    import base64
+    import tracemalloc
+
+    payload = base64.b64encode(bytes(range(256)) * 40_000).decode()  # 13.6 MB
+    uri = "data:image/png;base64," + payload
+    text = f"Here it is:\n\n> ![pic]({uri})\n\nand `{payload[:300]}` in code.\n"
+    find_markdown_images("![warm](data:image/png;base64,AAAA)")
+    tracemalloc.start()
+    t = time.process_time()
+    try:
+        (image,) = find_markdown_images(text)
+        elapsed = time.process_time() - t
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert image.url == uri and text[image.start : image.end] == f"![pic]({uri})"
+    assert elapsed < 1  # markdown-it's own loop over the destination: about 2 s
+    assert peak < 1.3 * len(uri)  # the URL itself, and no copy of the paragraph
+
+
 def test_linear_time_on_hostile_input() -> None:
     n = 20_000
     hostile = [
