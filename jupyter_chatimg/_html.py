@@ -346,6 +346,9 @@ def plain_inline(md: MarkdownIt, text: str, image: ImageLabel | None = None) -> 
 def plain_text(md: MarkdownIt, text: str, limit: int = 200) -> str:
     """A short plain-text version of a markdown text (the ``text/plain`` of an output)."""
     source = text[: limit * 2]
+    cut = open_image_start(source) if len(text) > len(source) else None
+    if cut is not None:
+        source = source[:cut]  # an image cut in two by the limit: not half a data: URI
     lines: list[str] = []
     bullets: list[str] = []  # the marker of each list we are in ("-", or "1." counting up)
     bullet = ""

@@ -223,6 +223,7 @@ class _View:
     parts: list[_Text | _Image]
     urls: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
+    shown: int = 0  # characters of text in its closed text parts
 
     @property
     def open(self) -> _Text:
@@ -444,12 +445,13 @@ class LiveReply:
         while True:
             part = view.open
             lo = part.start + part.inc.finished
-            if lo >= end or "![" not in text[lo:end]:
+            room = part.start + max(0, self.max_display_chars - view.shown)
+            if lo >= min(end, room) or "![" not in text[lo:end]:
                 return
             images = [
                 m
                 for m in find_markdown_images(text[lo:end])
-                if FETCHABLE.match(m.url.strip()) and not m.in_link
+                if FETCHABLE.match(m.url.strip()) and not m.in_link and lo + m.start <= room
             ]
             if not images:
                 return
@@ -458,6 +460,7 @@ class LiveReply:
             # "- ![a](u)": the bullet (or quote, heading marker) before an image stays out
             part.source = _DANGLING_MARKER.sub("", text[part.start : part.end])
             part.html = part.inc.html(part.source, final=True)
+            view.shown += len(part.source)
             url = image.url.strip()
             view.parts.append(_Image(url, image.alt, view.number(url)))
             view.parts.append(
@@ -485,13 +488,10 @@ class LiveReply:
                     refusals[c.index] = c.refusal
         indices = sorted(set(texts) | set(urls) | set(refusals)) or [0]
         many = len(indices) > 1
-        cut_short: list[int] = []
+        cut_short = False
         for i in indices:
             view = self._view(i)
             text, _ = normalise(texts.get(i, ""))
-            if len(text) > self.max_display_chars:
-                cut_short.append(len(text))
-                text = text[: self.max_display_chars]
             choice = choices.get(i)
             if choice is not None:
                 view.errors = dict(choice.image_errors)
@@ -499,6 +499,10 @@ class LiveReply:
             if not many:
                 self._cut(view, text, end)
             current = view.open
+            room = current.start + max(0, self.max_display_chars - view.shown)
+            if end > room:  # the display holds max_display_chars of text (images aside)
+                cut_short = True
+                end = room if final else stable_end(text[:room], current.start)
             current.source = text[current.start : max(end, current.start)]
             current.html = current.inc.html(current.source, final=final)
 
@@ -506,10 +510,9 @@ class LiveReply:
         if status and not final:
             footer.append(status)
         if cut_short:
-            shown = f"{self.max_display_chars:,}"
             footer.append(
-                f"the reply is {max(cut_short):,} characters long: the display shows the first "
-                f"{shown} (all of it is in the result's text)"
+                f"the display holds the first {self.max_display_chars:,} characters of text; "
+                "the whole reply is in the result (.text)"
             )
         if result is not None and final:
             if result.error is not None:

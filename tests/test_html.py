@@ -293,6 +293,15 @@ def test_a_partial_line_that_could_still_change_is_held() -> None:
         assert stable_end(text) == end, text
 
 
+def test_plain_text_never_holds_half_a_data_uri() -> None:
+    from jupyter_chatimg._html import plain_text
+
+    text = "Look: ![x](data:image/png;base64," + "A" * 5000 + ") done"
+    plain = plain_text(renderer().md, text)
+    assert "AAAA" not in plain and plain.startswith("Look:")
+    assert plain_text(renderer().md, "![x](data:image/png;base64,AAAA) done") == "[image] done"
+
+
 def test_streamed_data_uri_tail_is_never_shown() -> None:
     b64 = "iVBORw0KGgo" + "A" * 5000
     text = f"Result:\n\n![img](data:image/png;base64,{b64}) done"

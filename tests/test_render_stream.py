@@ -133,8 +133,27 @@ def test_max_display_chars_bounds_the_display_and_says_so() -> None:
     live.finish(ChatResult(choices=[Choice(text=text)]))
     final = sink.updates[-1][1]
     assert final.count("word") == 200
-    assert "the reply is 5,000 characters long: the display shows the first 1,000" in final
+    assert "the display holds the first 1,000 characters of text; the whole reply" in final
     assert all(u[1].count("word") <= 200 for u in sink.updates)
+
+
+def test_max_display_chars_counts_text_not_the_images_cut_out_of_it() -> None:
+    red = Image.new("RGB", (4, 3), "red")
+    big = "data:image/png;base64," + "A" * 5000
+    text = f"Before ![x]({big}) after, " + "word " * 300
+    result = ChatResult(choices=[Choice(text=text, images=[red], image_urls=[big])])
+    clock = Clock()
+    sink = Recorder(clock)
+    live = _live(clock, sink, max_display_chars=1000)
+    live.start()
+    for i in range(0, len(text), 500):
+        clock.now += 0.06
+        live.on_delta(Delta(0, text[i : i + 500]))
+    live.finish(result)
+    kinds = [next(iter(sorted(sink.slots[k]))) for k in sorted(sink.slots)]
+    assert kinds == ["text/html", "image/png", "text/html"]  # the 5 KB image link is no text
+    last = sink.slots[2]["text/html"]
+    assert 190 <= last.count("word") < 200 and "the display holds the first 1,000" in last
 
 
 def test_n_choices_are_labelled_with_their_images_after_the_text() -> None:
