@@ -13,7 +13,11 @@ rendered to safe HTML in the kernel (``_html``); an output is ``text/html``
 plus a short ``text/plain``, or an image (``image/png`` / ``image/jpeg``).
 While an image link is still arriving it is held back; once it is complete,
 its text output is closed and an image output opens (a placeholder until
-``finish`` puts the fetched image, or a one-line reason, there).
+``finish`` puts the fetched image, or a one-line reason, there). With n > 1
+choices each choice's text is labelled and keeps its images as ``[image N]``
+labels, the images after all the text; an image inside a link stays a label
+too. The display holds at most ``max_display_chars`` characters of text and
+says so in one line.
 
 Coalescing: the first text goes out at once; after that at most one update per
 ``update_interval`` (and, for long replies, per ``len(text) / BYTES_PER_SECOND``
