@@ -163,6 +163,15 @@ def image_bundle(image: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     )
 
 
+def _image_output(image: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``image_bundle``, or one line saying why the image cannot be shown (never a traceback)."""
+    try:
+        return image_bundle(image)
+    except Exception as exc:
+        line = f"[an image could not be shown: {type(exc).__name__}]"
+        return {"text/html": f"<p><em>{escape(line)}</em></p>\n", "text/plain": line}, {}
+
+
 def _line(text: str) -> str:
     """One footer line (a note, the error, the stats) as HTML."""
     return f"<p><em>{escape(one_line(text, 400))}</em></p>\n"
@@ -561,7 +570,7 @@ class LiveReply:
                 if choice is None:
                     continue
                 for image in self._images_after(self._views[i], choice):
-                    data, image_meta = image_bundle(image)
+                    data, image_meta = _image_output(image)
                     image_meta.update(meta)
                     after.append(_Entry(data, image_meta))
         if not final and not any(e.data and e.data.get("text/html", "x").strip() for e in entries):
@@ -598,7 +607,7 @@ class LiveReply:
         found, _ = _images_by_url(choice)
         image = found.get(part.url)
         if image is not None:
-            data, _meta = image_bundle(image)
+            data, _meta = _image_output(image)
             return data
         reason = choice.image_errors.get(part.url)
         if reason is None:

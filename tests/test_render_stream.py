@@ -288,6 +288,17 @@ def test_a_list_of_images_leaves_no_empty_bullets() -> None:
     assert out == "Here:\n\n- [image 4x3]\n- [image 2x2]\nblue\nthe note\n"
 
 
+def test_an_image_that_cannot_be_encoded_is_one_line() -> None:
+    class Broken:
+        width, height, mode = 4, 3, "RGB"
+
+    text = f"Before ![x]({URL}) After"
+    result = ChatResult(choices=[Choice(text=text, images=[Broken()], image_urls=[URL])])
+    sink = _stream_images(text, result)
+    assert sink.slots[1]["text/plain"].startswith("[an image could not be shown: ")
+    assert sink.slots[2]["text/html"].startswith("<p>After</p>")
+
+
 def test_a_reply_that_is_only_an_image() -> None:
     red = Image.new("RGB", (4, 3), "red")
     text = f"![only]({URL})"
