@@ -132,10 +132,14 @@ class PrintSink:
 
     def __init__(self, stream: Any = None) -> None:
         self.stream = stream or sys.stdout
+        self.at_line_start = True
+        """Whether the last text printed (by anyone writing here) ended a line."""
 
     def delta(self, text: str) -> None:
         self.stream.write(_TERMINAL_CONTROL.sub("", text))
         self.stream.flush()
+        if text:
+            self.at_line_start = text.endswith("\n")
 
     def show(
         self, slot: int, data: dict[str, Any], metadata: dict[str, Any], *, final: bool
@@ -839,6 +843,9 @@ class _Printer:
         self._at_line_start = True
 
     def _write(self, text: str) -> None:
+        if text.startswith("\n") and not self._at_line_start and self._sink_at_line_start():
+            text = text[1:]  # another writer (a tool call) ended the line already
+            self._at_line_start = True
         if text:
             self.sink.delta(text)
             self._wrote = True
@@ -1019,8 +1026,12 @@ class _Printer:
             self._newline()
             self._write("Refusal: " + one_line(choice.refusal, 400) + "\n")
 
+    def _sink_at_line_start(self) -> bool:
+        """Whether the sink's last text ended a line (others, the tool calls, print there too)."""
+        return bool(getattr(self.sink, "at_line_start", False))
+
     def _newline(self) -> None:
-        if self._wrote and not self._at_line_start:
+        if self._wrote and not (self._at_line_start or self._sink_at_line_start()):
             self._write("\n")
 
     def _final_text(self, text: str, images: _ImageLines) -> None:

@@ -169,11 +169,13 @@ class ToolView:
         if self.closed:
             return
         self.closed = True
-        if self.sink.wants_deltas:  # the terminal printed the notes first; the caller says why
-            return
         lines = list(self.notes)
         if result.error is not None:
             lines.append("⚠ " + str(result.error))
+        if self.sink.wants_deltas:  # the terminal printed the notes first
+            if result.error is not None:
+                self.sink.delta("⚠ " + one_line(str(result.error), 400) + "\n")
+            return
         data = {
             "text/html": "".join(line_html(x) for x in lines),
             "text/plain": "\n".join(one_line(x, 400) for x in lines) or "(reply)",
@@ -213,6 +215,9 @@ class _RoundSink:
             base = view._base
         view.sink.show(base + slot, data, metadata, final=last)
 
+    @property
+    def at_line_start(self) -> bool | None:
+        return getattr(self.view.sink, "at_line_start", None)
+
     def delta(self, text: str) -> None:
-        view = self.view
-        view.sink.delta(text)
+        self.view.sink.delta(text)
