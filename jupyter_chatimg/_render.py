@@ -621,7 +621,8 @@ class LiveReply:
         entries: list[_Entry] = []
         for part in view.parts:
             if isinstance(part, _Image):
-                entries.append(_Entry(self._image_data(view, part, choice), meta, part))
+                data, image_meta = self._image_data(view, part, choice)
+                entries.append(_Entry(data, {**image_meta, **meta}, part))
                 continue
             body = head + part.html
             head = ""
@@ -637,10 +638,10 @@ class LiveReply:
                 ]
                 if marks:
                     body += f"<p><em>{' '.join(marks)}</em></p>\n"
-            data = None
+            text: dict[str, Any] | None = None
             if body.strip() or part.slot is not None:
-                data = {"text/html": body, "text/plain": self._plain(part, refusal)}
-            entries.append(_Entry(data, meta, part, open=part.end is None))
+                text = {"text/html": body, "text/plain": self._plain(part, refusal)}
+            entries.append(_Entry(text, meta, part, open=part.end is None))
         return entries
 
     def _show_partial(self, data: dict[str, Any], metadata: dict[str, Any]) -> None:
@@ -662,22 +663,25 @@ class LiveReply:
             plain += ("\n" if plain else "") + "Refusal: " + one_line(refusal, 200)
         return plain
 
-    def _image_data(self, view: _View, part: _Image, choice: Choice | None) -> dict[str, Any]:
+    def _image_data(
+        self, view: _View, part: _Image, choice: Choice | None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """An image at its place: its output (data, metadata with its size), or a line."""
         if choice is None:  # still streaming: fetched after the stream ends
             label = f"[image {part.number}]"
-            return {"text/html": f"<p><em>{label}</em></p>\n", "text/plain": label}
+            return {"text/html": f"<p><em>{label}</em></p>\n", "text/plain": label}, {}
         found, _ = _images_by_url(choice)
         image = found.get(part.url)
         if image is not None:
-            data, _meta = image_output(image)
-            return data
+            return image_output(image)
         reason = choice.image_errors.get(part.url)
         if reason is None:
             alt = f": {one_line(part.alt, 200)}" if part.alt.strip() else ""
             label = f"[image {part.number}{alt}]"
-            return {"text/html": f"<p><em>{escape(label)}</em></p>\n", "text/plain": label}
+            return {"text/html": f"<p><em>{escape(label)}</em></p>\n", "text/plain": label}, {}
         html_line = "<p>" + _failed_image(part.number, part.url, reason) + "</p>\n"
-        return {"text/html": html_line, "text/plain": f"[image {part.number}: {one_line(reason)}]"}
+        plain = f"[image {part.number}: {one_line(reason)}]"
+        return {"text/html": html_line, "text/plain": plain}, {}
 
     def _images_after(self, view: _View, choice: Choice) -> list[Any]:
         """The choice's images that have no place in its text, in order."""

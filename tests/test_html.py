@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from _xss import PAYLOADS, VECTORS, assert_inert, problems
 
+from jupyter_chatimg._dialects import Delta
 from jupyter_chatimg._html import IncrementalHtml, renderer, stable_end
 from jupyter_chatimg._render import LiveReply
 from jupyter_chatimg._result import ChatResult, Choice
-from jupyter_chatimg._dialects import Delta
 
 render = renderer().render
 

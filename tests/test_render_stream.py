@@ -13,7 +13,6 @@ from PIL import Image
 
 from jupyter_chatimg import _render
 from jupyter_chatimg._dialects import Delta
-from jupyter_chatimg._markdown import find_markdown_images
 from jupyter_chatimg._render import LiveReply, PrintSink
 from jupyter_chatimg._result import ChatResult, Choice
 
