@@ -43,8 +43,10 @@ class Msg:
         return sum(len(json.dumps(self.msg[p], default=str).encode()) for p in parts)
 
     @property
-    def markdown(self) -> str:
-        return str(self.msg["content"].get("data", {}).get("text/markdown", ""))
+    def shown(self) -> str:
+        """The text it shows: its HTML (or, from older versions of the package, its markdown)."""
+        data = self.msg["content"].get("data", {})
+        return str(data.get("text/html", data.get("text/markdown", "")))
 
 
 @dataclass

@@ -65,7 +65,7 @@ def wall_time(k: Kernel, srv: BenchServer, small: bool) -> list[Row]:
         ours.append(last.wall)
         warm.append(k.run(f"_bare({srv.url!r}, reuse_tls=True)").wall)
     assert last is not None
-    final = last.displays[-1].markdown
+    final = last.displays[-1].shown
     if expected.strip() not in final:
         raise RuntimeError("the final update does not carry the whole reply")
     b, o, w = median(bare), median(ours), median(warm)
@@ -125,7 +125,7 @@ def bytes_sent(k: Kernel, srv: BenchServer, small: bool) -> list[Row]:
         shown = cell.displays
         sent = sum(m.size for m in shown)
         # Per-token full redraw: one message per token carrying the whole text so far.
-        overhead = sent / len(shown) - sum(len(m.markdown) for m in shown) / len(shown)
+        overhead = sent / len(shown) - sum(len(m.shown) for m in shown) / len(shown)
         redraw, prefix = 0.0, 0
         for tok in tokens:
             prefix += len(tok)
@@ -168,7 +168,7 @@ def first_token(k: Kernel, srv: BenchServer, small: bool) -> list[Row]:
     for _ in range(1 if small else 7):
         sent_at = srv.set_reply(sse_events(tokens), pauses={1: 0.3, 2: 0.3})
         cell = k.run(_chatimg(srv.url))
-        first = next(m for m in cell.displays if "FIRSTTOKEN" in m.markdown)
+        first = next(m for m in cell.displays if "FIRSTTOKEN" in m.shown)
         kernel_side.append(first.sent - sent_at[1])
         client_side.append(first.received - sent_at[1])
     d = median(kernel_side)

@@ -26,6 +26,7 @@ RESULTS = HERE / "RESULTS.md"
 # In the order they run; bench_batch is another engineer's and is used when present.
 MODULES = (
     "stream",
+    "render",
     "images",
     "partials",
     "memory",
@@ -181,6 +182,14 @@ NOTES = [
     "Pillow's pixel buffers), and a second run reports tracemalloc's peak.",
     "- Parser: `StreamParser.feed` for every event, then `result()` (which also scans the "
     "text for markdown images), on markdown text cut into 16-character deltas.",
+    "- Render: a 200 KB markdown reply as models write it (headings, prose, lists, code, "
+    "tables, math, quotes; one word per token) streamed into a `%%chatimg` cell at 500 and "
+    "5,000 tokens/s. The kernel's `LiveReply._compose` (where each update is rendered) is "
+    "wrapped to add up its thread CPU time; the stream's wall time is from its first update "
+    "to its last, on the kernel's clock. Baseline: rendering the whole text again at every "
+    "one of those updates with markdown-it-py + nh3 (cost per byte measured on the whole "
+    "reply in the same kernel). The wrapper needs only `_compose` and `_texts`, so the same "
+    "benchmark runs against an older checkout too (`PYTHONPATH=<checkout>`).",
 ]
 
 

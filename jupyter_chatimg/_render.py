@@ -1,14 +1,30 @@
-"""LiveReply: one output per reply that grows in place, coalesced.
+"""LiveReply: a reply shown as it streams, in place, coalesced, images at their place.
 
-It knows deltas and results, not HTTP. Where the text goes is a ``Sink``:
-the notebook (``DisplaySink``: one ``display_id`` updated in place, images as
-separate image outputs), a terminal (``PrintSink``: text printed as it comes),
-or the panel's transcript (its own sink).
+It knows deltas and results, not HTTP. Where the reply goes is a ``Sink``:
+the notebook (``DisplaySink``: outputs updated in place by ``display_id``),
+a terminal (``PrintSink``: plain text printed as it comes), or the panel's
+transcript (its own sink).
+
+The reply is a row of outputs ("slots"), created in order and updated in
+place: the text before a markdown image, the image, the text after it, and so
+on; images that come outside the text (``message.images[]``, content parts)
+after the text; the notes, error and stats lines under everything. Text is
+rendered to safe HTML in the kernel (``_html``); an output is ``text/html``
+plus a short ``text/plain``, or an image (``image/png`` / ``image/jpeg``).
+While an image link is still arriving it is held back; once it is complete,
+its text output is closed and an image output opens (a placeholder until
+``finish`` puts the fetched image, or a one-line reason, there). With n > 1
+choices each choice's text is labelled and keeps its images as ``[image N]``
+labels, the images after all the text; an image inside a link stays a label
+too. The display holds at most ``max_display_chars`` characters of text and
+says so in one line.
 
 Coalescing: the first text goes out at once; after that at most one update per
 ``update_interval`` (and, for long replies, per ``len(text) / BYTES_PER_SECOND``
 so the bytes sent stay linear in the reply's length); a timer flushes what is
 pending when the stream pauses; the final update always carries everything.
+Only the last text output changes while the reply streams, and only its last
+blocks are rendered again (``_html.IncrementalHtml``).
 """
 
 from __future__ import annotations
@@ -18,54 +34,60 @@ import re
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import quote
 
 from ._dialects import Delta
 from ._dialects import ReplyParser as StreamParser
 from ._errors import one_line
+from ._html import IncrementalHtml, Renderer, escape, plain_inline, plain_text, renderer, stable_end
 from ._images import mime_of_pil, pil_to_bytes
-from ._markdown import find_markdown_images, safe_markdown
+from ._markdown import FETCHABLE, find_markdown_images, normalise
 from ._render_images import PartialImages
 from ._result import ChatResult, Choice
 
 __all__ = [
     "BYTES_PER_SECOND",
+    "MAX_DISPLAY_CHARS",
     "DisplaySink",
     "LiveReply",
     "PrintSink",
     "Sink",
     "default_sink",
-    "escape_inline",
+    "image_bundle",
+    "image_output",
+    "in_notebook",
+    "line_html",
 ]
 
 BYTES_PER_SECOND = 80_000
 """Above ~4 KB of text the interval widens so updates resend at most this many bytes per second."""
-PLACEHOLDER = "*…*"
-# The image URLs a reply's images are fetched or decoded from (as image_urls_in_markdown).
-_FETCHABLE = re.compile(r"(?:https?://|data:image/[a-z0-9.+-]+;base64,)", re.IGNORECASE)
-# A markdown image still arriving at the end of the text: "![alt", "![alt]" or "![alt](url".
-# An image (or its unfinished start) in the short text/plain: no data: URI there.
-_PLAIN_IMAGE = re.compile(r"!\[[^\]\n]*\]\([^)\s]*\)?")
-_OPEN_IMAGE = re.compile(r"!\[[^\]\n]*(?:\](?:\([^)\s]*)?)?$")
-# The characters that can end such an image (or show that it is none).
-_MAY_CLOSE = re.compile(r"[\])\s]")
+MAX_DISPLAY_CHARS = 1_000_000
+"""Default bound of the text a reply's display holds (the rest is in ``result.text``)."""
+PLACEHOLDER = "<p><em>…</em></p>"
 
 
 class Sink(Protocol):
-    """Where a LiveReply's text and images go."""
-
-    def update(
-        self, markdown: str, plain: str, *, final: bool, metadata: dict[str, Any] | None
-    ) -> None: ...
-
-    def image(self, image: Any, *, metadata: dict[str, Any] | None) -> None: ...
-
-    def delta(self, text: str) -> None: ...
+    """Where a LiveReply's outputs go."""
 
     wants_deltas: bool
-    """True for sinks that print raw deltas (a terminal) instead of whole updates."""
+    """True for sinks that print text as it arrives (a terminal) instead of showing outputs."""
+
+    def show(
+        self, slot: int, data: dict[str, Any], metadata: dict[str, Any], *, final: bool
+    ) -> None:
+        """Create output ``slot`` (slots are created in order: 0, 1, 2 ...) or replace it in place.
+
+        ``data`` is a mime bundle (``text/html`` + ``text/plain``, or an image);
+        ``final`` is True for the outputs of the last update of the reply.
+        """
+        ...
+
+    def delta(self, text: str) -> None:
+        """Print ``text`` (sinks with ``wants_deltas``)."""
+        ...
 
 
 def _ipython_display() -> tuple[Callable[..., Any], Callable[..., Any]]:
@@ -75,54 +97,27 @@ def _ipython_display() -> tuple[Callable[..., Any], Callable[..., Any]]:
 
 
 class DisplaySink:
-    """A notebook output that grows in place (``display_id`` + ``update_display``)."""
+    """Notebook outputs that change in place (``display_id`` + ``update_display``)."""
 
     wants_deltas = False
 
     def __init__(self) -> None:
         self._display, self._update = _ipython_display()
-        self.display_id: str | None = None
+        self.display_ids: list[str] = []
         self.messages = 0
 
-    def update(
-        self, markdown: str, plain: str, *, final: bool, metadata: dict[str, Any] | None
+    def show(
+        self, slot: int, data: dict[str, Any], metadata: dict[str, Any], *, final: bool
     ) -> None:
-        bundle = {"text/markdown": markdown or PLACEHOLDER, "text/plain": plain}
-        md = {"jupyter_chatimg": metadata} if metadata else {}
-        if self.display_id is None:
-            import uuid
-
-            self.display_id = uuid.uuid4().hex
-            self._display(bundle, raw=True, metadata=md, display_id=self.display_id)
+        if slot < len(self.display_ids):
+            self._update(data, raw=True, metadata=metadata, display_id=self.display_ids[slot])
         else:
-            self._update(bundle, raw=True, metadata=md, display_id=self.display_id)
+            self.display_ids.append(uuid.uuid4().hex)
+            self._display(data, raw=True, metadata=metadata, display_id=self.display_ids[-1])
         self.messages += 1
-
-    def image(self, image: Any, *, metadata: dict[str, Any] | None) -> None:
-        mime = mime_of_pil(image)
-        data = base64.b64encode(pil_to_bytes(image, mime)).decode("ascii")
-        md: dict[str, Any] = {mime: {"width": image.width, "height": image.height}}
-        if metadata:
-            md["jupyter_chatimg"] = metadata
-        self._display(
-            {mime: data, "text/plain": f"<image {image.width}x{image.height}>"},
-            raw=True,
-            metadata=md,
-        )
 
     def delta(self, text: str) -> None:  # pragma: no cover - not used by this sink
         pass
-
-    def image_in_place(self, data: dict[str, str], metadata: dict[str, Any]) -> None:
-        """One image output (its own ``display_id``) replaced by each call after the first."""
-        if getattr(self, "image_id", None) is None:
-            import uuid
-
-            self.image_id = uuid.uuid4().hex
-            self._display(data, raw=True, metadata=metadata, display_id=self.image_id)
-        else:
-            self._update(data, raw=True, metadata=metadata, display_id=self.image_id)
-        self.messages += 1
 
 
 # Model text must not drive the terminal: escape sequences can retitle it, rewrite
@@ -137,26 +132,19 @@ class PrintSink:
 
     def __init__(self, stream: Any = None) -> None:
         self.stream = stream or sys.stdout
-        self._printed_any = False
+        self.at_line_start = True
+        """Whether the last text printed (by anyone writing here) ended a line."""
 
     def delta(self, text: str) -> None:
         self.stream.write(_TERMINAL_CONTROL.sub("", text))
         self.stream.flush()
-        self._printed_any = True
+        if text:
+            self.at_line_start = text.endswith("\n")
 
-    def update(
-        self, markdown: str, plain: str, *, final: bool, metadata: dict[str, Any] | None
-    ) -> None:
-        if final:
-            self.stream.write("\n" if self._printed_any else "")
-            if metadata and metadata.get("error"):
-                error = _TERMINAL_CONTROL.sub("", str(metadata["error"]))
-                self.stream.write("⚠ " + error + "\n")
-            self.stream.flush()
-
-    def image(self, image: Any, *, metadata: dict[str, Any] | None) -> None:
-        self.stream.write(f"[image {image.width}x{image.height}, {image.mode}]\n")
-        self.stream.flush()
+    def show(
+        self, slot: int, data: dict[str, Any], metadata: dict[str, Any], *, final: bool
+    ) -> None:  # pragma: no cover - LiveReply prints through delta()
+        pass
 
 
 def in_notebook() -> bool:
@@ -173,25 +161,124 @@ def default_sink() -> Sink:
     return DisplaySink() if in_notebook() else PrintSink()
 
 
-def escape_inline(text: str) -> str:
-    """Make untrusted one-line text inert inside markdown (no HTML, links or emphasis)."""
-    out = []
-    for ch in one_line(text, 400):
-        if ch in "\\`*_{}[]()<>#!|~&":
-            out.append(
-                "\\" + ch if ch not in "<>&" else {"<": "&lt;", ">": "&gt;", "&": "&amp;"}[ch]
-            )
-        else:
-            out.append(ch)
-    return "".join(out)
+def image_bundle(image: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(data, metadata)`` of an image output (PNG, or JPEG for photos; base64)."""
+    mime = mime_of_pil(image)
+    data = base64.b64encode(pil_to_bytes(image, mime)).decode("ascii")
+    return (
+        {mime: data, "text/plain": f"<image {image.width}x{image.height}>"},
+        {mime: {"width": image.width, "height": image.height}},
+    )
 
 
-def _safe_link(url: str) -> str:
-    return quote(url, safe=":/?#@!$&'*+,;=%-._~")
+def image_output(image: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``image_bundle``, or one line saying why the image cannot be shown (never a traceback)."""
+    try:
+        return image_bundle(image)
+    except Exception as exc:
+        line = f"[an image could not be shown: {type(exc).__name__}]"
+        return {"text/html": f"<p><em>{escape(line)}</em></p>\n", "text/plain": line}, {}
+
+
+def line_html(text: str) -> str:
+    """One footer line (a note, the error, the stats) as HTML."""
+    return f"<p><em>{escape(one_line(text, 400))}</em></p>\n"
+
+
+def _stats_line(result: ChatResult) -> str:
+    parts = [result.model or "?"]
+    if result.usage and isinstance(result.usage.get("completion_tokens"), int):
+        parts.append(f"{result.usage['completion_tokens']} tokens")
+    elif result.usage and isinstance(result.usage.get("output_tokens"), int):
+        parts.append(f"{result.usage['output_tokens']} tokens")  # the Images API's usage
+    if result.timings.first_token is not None:
+        parts.append(f"first token {result.timings.first_token:.2f} s")
+    if result.timings.total is not None:
+        parts.append(f"{result.timings.total:.2f} s total")
+    if result.cached:
+        parts.append("from cache")
+    return " · ".join(parts)
+
+
+def _images_by_url(choice: Choice) -> tuple[dict[str, Any], list[Any]]:
+    """The fetched images by the URL they came from, and those with no URL."""
+    found: dict[str, Any] = {}
+    images = list(choice.images)
+    k = 0
+    for url in choice.image_urls:
+        if url in choice.image_errors or k >= len(images):
+            continue
+        found.setdefault(url, images[k])
+        k += 1
+    return found, images[k:]
+
+
+# ------------------------------------------------------------------- the view
+
+
+@dataclass
+class _Text:
+    """A run of the reply's text between images: one text/html output."""
+
+    start: int
+    inc: IncrementalHtml
+    end: int | None = None  # None while it is the open (growing) part
+    html: str = ""
+    source: str = ""  # its text (the first few hundred characters are enough)
+    slot: int | None = None
+
+
+@dataclass
+class _Image:
+    """A markdown image cut out of the text: one image output, at its place."""
+
+    url: str
+    alt: str
+    number: int
+    slot: int | None = None
+
+
+@dataclass
+class _View:
+    """What one choice shows: its parts in order, and its image numbering."""
+
+    index: int
+    parts: list[_Text | _Image]
+    urls: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+    shown: int = 0  # characters of text in its closed text parts
+
+    @property
+    def open(self) -> _Text:
+        part = self.parts[-1]
+        assert isinstance(part, _Text)
+        return part
+
+    def number(self, url: str) -> int:
+        if url not in self.urls:
+            self.urls.append(url)
+        return self.urls.index(url) + 1
+
+
+@dataclass
+class _Block:
+    """An output of the reply's own that keeps its slot: the tool calls, the partial image."""
+
+    slot: int | None = None
+
+
+@dataclass
+class _Entry:
+    """One output as this update wants it (``data`` None: nothing to show yet)."""
+
+    data: dict[str, Any] | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    part: _Text | _Image | _Block | None = None
+    open: bool = False
 
 
 class LiveReply:
-    """Shows one reply as it streams: coalesced in-place updates, then images."""
+    """Shows one reply as it streams: coalesced in-place updates, images at their place."""
 
     def __init__(
         self,
@@ -202,14 +289,17 @@ class LiveReply:
         show_stats: bool = False,
         notes: list[str] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        max_display_chars: int = MAX_DISPLAY_CHARS,
     ) -> None:
         self.sink = sink or default_sink()
         self.update_interval = update_interval
         self.trust_html = trust_html
         self.show_stats = show_stats
         self.notes = list(notes or [])
+        self.max_display_chars = max_display_chars
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the data that arrives
+        self._render_lock = threading.Lock()  # rendering and sending, one at a time
         self._texts: dict[int, list[str]] = {}
         self._image_urls: dict[int, list[str]] = {}
         self._refusals: dict[int, str] = {}
@@ -222,35 +312,41 @@ class LiveReply:
         self._timer: threading.Timer | None = None
         self._closed = False
         self._status = ""
-        self._printed = 0
-        self._printed_images = 0
-        self._unprinted: list[str] = []  # choice 0's text not printed yet (terminal)
-        self._holding = False  # an image is still arriving at the end of that text
+        self._renderer: Renderer = renderer(trust_html)
+        self._views: dict[int, _View] = {}
+        self._sent: list[dict[str, Any]] = []  # what each slot shows now
+        self._printer = _Printer(self.sink, self._renderer) if self._wants_deltas else None
         self.updates = 0
-        self.decorate: Callable[[str, bool], tuple[str, str]] | None = None
-        """Adds to each composed update (``_render_tools.ToolView``: tool calls, earlier
-        rounds): ``(markdown, final) -> (markdown, plain to add)``."""
-        self.partials = PartialImages(self.sink, update_interval=update_interval, clock=clock)
-        """Partial images of an Images API stream: one output replaced in place."""
+        self.render_seconds = 0.0
+        """Thread CPU time spent composing and rendering updates (for benchmarks)."""
+        self.calls: Callable[[bool], tuple[str, str]] | None = None
+        """The reply's tool calls as ``(html, plain)`` (``_render_tools.ToolView``), shown in
+        an output of their own after the text; called each time an update is composed."""
+        self._calls_block = _Block()
+        self._partial_block = _Block()
+        self.partials = PartialImages(
+            self.sink if self._wants_deltas else _PartialSlot(self),
+            update_interval=update_interval,
+            clock=clock,
+        )
+        """Partial images of an Images API stream: one output replaced in place (the
+        first final image replaces it)."""
 
     # -- streaming -----------------------------------------------------------
 
     def start(self) -> None:
-        """Show the placeholder at once (some front ends drop an empty markdown)."""
-        if not self.sink.wants_deltas:
-            self._send(final=False)
-        else:
-            for line in self.notes:
-                self.sink.delta(line + "\n")  # type: ignore[union-attr]
+        """Show the placeholder at once (and the notes under it)."""
+        if not self._wants_deltas:
+            self._send(final=False, force=True)
 
     def status(self, line: str) -> None:
         """A transient status line (e.g. a retry) shown until text arrives."""
         with self._lock:
             self._status = line
-        if self.sink.wants_deltas:
-            self.sink.delta(line + "\n")
+        if self._wants_deltas:
+            self.sink.delta(one_line(line, 400) + "\n")
         else:
-            self._send(final=False)
+            self._send(final=False, force=True)
 
     def on_delta(self, delta: Delta, parser: StreamParser | None = None) -> None:
         """Take one delta; send an update if the coalescing window allows."""
@@ -270,8 +366,9 @@ class LiveReply:
                 text = ""  # kept already; the locked path below only schedules
         if delta.partial_image is not None:
             self.partials.show(delta.partial_image)
-            if not (text or delta.images or delta.refusal):
+            if not (text or delta.images or delta.refusal or delta.tool_calls):
                 return
+        first = False
         with self._lock:
             if self._closed:
                 return
@@ -298,67 +395,12 @@ class LiveReply:
                     return
             elif text or delta.images or delta.refusal or delta.tool_calls:
                 # The first text is never held back by the placeholder's window.
-                self._shown_text = True
+                self._shown_text = first = True
         if self._wants_deltas:
-            if text and delta.index == 0:
-                self._print_stable(final=False, new=text)
+            if text and delta.index == 0 and self._printer is not None:
+                self._printer.feed(text)
             return
-        self._send(final=False)
-
-    def _print_stable(self, *, final: bool, new: str = "") -> None:
-        """Print the new text of choice 0, images as markers, never half an image.
-
-        Linear in the reply: the whole text is read (for images, in context) only
-        when the unprinted part holds a "![" that may have just become an image;
-        other text goes out as it comes, and an image still arriving is held back
-        without looking at it again until a character that can end it arrives.
-        """
-        with self._lock:
-            self._unprinted.append(new)
-            if final:
-                tail = "!["  # the whole text, read once more
-            elif self._holding and not _MAY_CLOSE.search(new):
-                return
-            else:
-                tail = "".join(self._unprinted)
-            if "![" not in tail:
-                # no image can begin here; a last "!" may begin one
-                cut = len(tail) - 1 if tail.endswith("!") else len(tail)
-                self._unprinted = [tail[cut:]]
-                self._printed += cut
-                self._holding = False
-                out = tail[:cut]
-            else:
-                out = self._stable_with_markers(final=final)
-        if out:
-            self.sink.delta(out)
-
-    def _stable_with_markers(self, *, final: bool) -> str:
-        """Under the lock: the new stable text, read whole so that images are found in context."""
-        text = "".join(self._texts.get(0, []))
-        end = len(text)
-        self._holding = False
-        if not final:
-            open_image = _OPEN_IMAGE.search(text, self._printed)
-            if open_image is not None:
-                end = open_image.start()
-                self._holding = True
-            elif text.endswith("!"):
-                end -= 1
-        self._unprinted = [text[max(end, self._printed) :]]
-        if end <= self._printed:
-            return ""
-        out: list[str] = []
-        pos = self._printed
-        for image in find_markdown_images(text):
-            if image.start >= pos and image.end <= end:
-                self._printed_images += 1
-                out.append(text[pos : image.start])
-                out.append(f"[image {self._printed_images}]")
-                pos = image.end
-        out.append(text[pos:end])
-        self._printed = end
-        return "".join(out)
+        self._send(final=False, force=first)
 
     def _interval(self, length: int) -> float:
         return max(self.update_interval, length / BYTES_PER_SECOND)
@@ -388,134 +430,647 @@ class LiveReply:
                 return
         self._send(final=False)
 
-    def _send(self, *, final: bool, result: ChatResult | None = None) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._dirty = False
-            self._last_sent = self._clock()
-            # No update before this (the window only widens as the text grows).
-            self._hold_until = self._last_sent + self._interval(self._length)
-            if final:
-                self._closed = True
-                if self._timer is not None:
-                    self._timer.cancel()
-                    self._timer = None
-            markdown, plain = self._compose(result, final=final)
+    def _send(self, *, final: bool, result: ChatResult | None = None, force: bool = False) -> None:
+        with self._render_lock:
+            with self._lock:
+                if self._closed:
+                    return
+                if not final and not force and self._clock() < self._hold_until:
+                    # another thread sent while this one waited: the window starts over
+                    self._dirty = True
+                    if self._timer is None:
+                        self._start_timer()
+                    return
+                self._dirty = False
+                self._last_sent = self._clock()
+                # No update before this (the window only widens as the text grows).
+                self._hold_until = self._last_sent + self._interval(self._length)
+                if final:
+                    self._closed = True
+                    if self._timer is not None:
+                        self._timer.cancel()
+                        self._timer = None
+                texts = {i: "".join(parts) for i, parts in self._texts.items()}
+                urls = {i: list(u) for i, u in self._image_urls.items()}
+                refusals = dict(self._refusals)
+                status = self._status
+            started = time.thread_time()
+            outputs = self._compose(texts, urls, refusals, status, final=final, result=result)
+            self.render_seconds += time.thread_time() - started
             self.updates += 1
-        self.sink.update(
-            markdown, plain, final=final, metadata=result.provenance() if result else None
-        )
+            for slot, data, metadata in outputs:
+                self.sink.show(slot, data, metadata, final=final)
 
     # -- composing -----------------------------------------------------------
 
-    def _compose(self, result: ChatResult | None, *, final: bool) -> tuple[str, str]:
-        if result is not None:
-            choices = result.choices
-        else:
-            choices = [
-                Choice(
-                    index=i,
-                    text="".join(self._texts.get(i, [])),
-                    image_urls=list(self._image_urls.get(i, [])),
-                    refusal=self._refusals.get(i),
-                )
-                for i in sorted(
-                    set(self._texts) | set(self._image_urls) | set(self._refusals) or {0}
-                )
+    def _view(self, index: int) -> _View:
+        view = self._views.get(index)
+        if view is None:
+            view = _View(index, [])
+            view.parts.append(_Text(0, IncrementalHtml(self._renderer, self._label(view))))
+            self._views[index] = view
+        return view
+
+    def _label(self, view: _View) -> Callable[[str, str], str]:
+        """How an image left inside the text shows there (n > 1, or inside a link)."""
+
+        def label(url: str, alt: str) -> str:
+            url = url.strip()
+            if not FETCHABLE.match(url):
+                return f"<em>[image: {escape(alt)}]</em>" if alt.strip() else "<em>[image]</em>"
+            n = view.number(url)
+            reason = view.errors.get(url)
+            if reason is None:
+                return f"<em>[image {n}]</em>"
+            return _failed_image(n, url, reason)
+
+        return label
+
+    def _cut(self, view: _View, text: str, end: int) -> None:
+        """Close the open text at every complete image in it; an image part opens after it."""
+        while True:
+            part = view.open
+            lo = part.start + part.inc.finished
+            room = part.start + max(0, self.max_display_chars - view.shown)
+            if lo >= min(end, room) or "![" not in text[lo:end]:
+                return
+            images = [
+                m
+                for m in find_markdown_images(text[lo:end])
+                if FETCHABLE.match(m.url.strip()) and not m.in_link and lo + m.start <= room
             ]
-        blocks: list[str] = []
-        plains: list[str] = []
-        many = len(choices) > 1
-        for choice in choices:
-            body = self._choice_markdown(choice, final=final)
-            if many:
-                body = f"**Choice {choice.index + 1}**\n\n{body}"
-            blocks.append(body)
-            plains.append(_PLAIN_IMAGE.sub("[image]", choice.text[:4000]))
-        markdown = "\n\n---\n\n".join(b for b in blocks if b)
-        if self.decorate is not None:
-            markdown, more = self.decorate(markdown, final)
-            plains.append(more)
-        if not markdown.strip() and not final:
-            markdown = PLACEHOLDER
-        tail = list(self.notes)
-        if self._status and not final:
-            tail.append(self._status)
+            if not images:
+                return
+            image = images[0]
+            part.end = lo + image.start
+            # "- ![a](u)": the bullet (or quote, heading marker) before an image stays out
+            part.source = _DANGLING_MARKER.sub("", text[part.start : part.end])
+            part.html = part.inc.html(part.source, final=True)
+            view.shown += len(part.source)
+            url = image.url.strip()
+            view.parts.append(_Image(url, image.alt, view.number(url)))
+            view.parts.append(
+                _Text(lo + image.end, IncrementalHtml(self._renderer, self._label(view)))
+            )
+
+    def _compose(
+        self,
+        texts: dict[int, str],
+        urls: dict[int, list[str]],
+        refusals: dict[int, str],
+        status: str,
+        *,
+        final: bool,
+        result: ChatResult | None,
+    ) -> list[tuple[int, dict[str, Any], dict[str, Any]]]:
+        """The outputs of this update that changed: (slot, data, metadata)."""
+        choices: dict[int, Choice] = {}
+        if result is not None:
+            choices = {c.index: c for c in result.choices}
+            for c in result.choices:
+                if c.text or c.index not in texts:  # a failure's empty result keeps what came
+                    texts[c.index] = c.text
+                if c.refusal:
+                    refusals[c.index] = c.refusal
+        indices = sorted(set(texts) | set(urls) | set(refusals)) or [0]
+        cut_short = self._render_texts(texts, indices, choices, final=final)
+        footer = self._footer(status, cut_short, final=final, result=result)
+        meta = {"jupyter_chatimg": result.provenance()} if result is not None and final else {}
+        entries: list[_Entry] = []
+        for n, i in enumerate(indices):
+            entries += self._text_entries(n, i, indices, choices.get(i), refusals.get(i), meta)
+        if self.calls is not None:
+            html, plain = self.calls(final)
+            data = {"text/html": html, "text/plain": plain} if html else None
+            entries.append(_Entry(data, meta, self._calls_block))
+        after: list[_Entry] = []
+        if final:
+            for i in indices:
+                choice = choices.get(i)
+                if choice is None:
+                    continue
+                for image in self._images_after(self._views[i], choice):
+                    data, image_meta = image_output(image)
+                    image_meta.update(meta)
+                    after.append(_Entry(data, image_meta))
+            if after and self._partial_block.slot is not None:
+                after[0].part = self._partial_block  # the first final image replaces the partial
+        if not final and not any(e.data and e.data.get("text/html", "x").strip() for e in entries):
+            # Nothing to show yet: a placeholder (some front ends drop an empty output).
+            entries[0].data = {"text/html": PLACEHOLDER, "text/plain": "…"}
+        _place_footer(footer, entries, after, meta)
+        return self._assign(entries + after, final=final)
+
+    def _render_texts(
+        self, texts: dict[int, str], indices: list[int], choices: dict[int, Choice], *, final: bool
+    ) -> bool:
+        """Render each choice's open text (cutting it at complete images); True if cut short."""
+        many = len(indices) > 1
+        cut_short = False
+        for i in indices:
+            view = self._view(i)
+            text, _ = normalise(texts.get(i, ""))
+            choice = choices.get(i)
+            if choice is not None:
+                view.errors = dict(choice.image_errors)
+            end = len(text) if final else stable_end(text, view.open.start)
+            if not many:
+                self._cut(view, text, end)
+            current = view.open
+            room = current.start + max(0, self.max_display_chars - view.shown)
+            if end > room:  # the display holds max_display_chars of text (images aside)
+                cut_short = True
+                end = room if final else stable_end(text[:room], current.start)
+            current.source = text[current.start : max(end, current.start)]
+            current.html = current.inc.html(current.source, final=final)
+        return cut_short
+
+    def _footer(
+        self, status: str, cut_short: bool, *, final: bool, result: ChatResult | None
+    ) -> list[str]:
+        footer = [*self.notes]
+        if status and not final:
+            footer.append(status)
+        if cut_short:
+            footer.append(
+                f"the display holds the first {self.max_display_chars:,} characters of text; "
+                "the whole reply is in the result (.text)"
+            )
         if result is not None and final:
             if result.error is not None:
-                tail.append("⚠ " + str(result.error))
+                footer.append("⚠ " + str(result.error))
             if self.show_stats:
-                tail.append(_stats_line(result))
-        if tail:
-            markdown += "\n\n" + "\n\n".join("*" + escape_inline(line) + "*" for line in tail)
-        plain = "\n\n".join(p for p in plains if p)
-        plain = plain if len(plain) <= 200 else plain[:197] + "..."
-        if result is not None and result.error is not None and final:
-            plain = (plain + "\n" if plain else "") + "⚠ " + str(result.error)
-        return markdown, plain or "(reply)"
+                footer.append(_stats_line(result))
+        return footer
 
-    def _choice_markdown(self, choice: Choice, *, final: bool) -> str:
-        urls = list(choice.image_urls)
-        errors = choice.image_errors
-        in_text: set[str] = set()
+    def _text_entries(
+        self,
+        n: int,
+        i: int,
+        indices: list[int],
+        choice: Choice | None,
+        refusal: str | None,
+        meta: dict[str, Any],
+    ) -> list[_Entry]:
+        """The outputs of choice ``i``: its text parts and the images at their place."""
+        view = self._views[i]
+        many = len(indices) > 1
+        head = ""
+        if many:
+            head = ("<hr>\n" if n else "") + f"<p><strong>Choice {i + 1}</strong></p>\n"
+        entries: list[_Entry] = []
+        for part in view.parts:
+            if isinstance(part, _Image):
+                data, image_meta = self._image_data(view, part, choice)
+                entries.append(_Entry(data, {**image_meta, **meta}, part))
+                continue
+            body = head + part.html
+            head = ""
+            if part is view.parts[-1] and refusal:
+                body += f"<p><strong>Refusal:</strong> {escape(refusal)}</p>\n"
+            if part is view.parts[-1] and many and choice is not None:
+                # its images come after every choice's text: say which are its own
+                placed = {p.url for p in view.parts if isinstance(p, _Image)}
+                marks = [
+                    f"[image {view.number(url)}]"
+                    for url in choice.image_urls
+                    if url not in placed and url not in view.urls
+                ]
+                if marks:
+                    body += f"<p><em>{' '.join(marks)}</em></p>\n"
+            text: dict[str, Any] | None = None
+            if body.strip() or part.slot is not None:
+                text = {"text/html": body, "text/plain": self._plain(part, refusal)}
+            entries.append(_Entry(text, meta, part, open=part.end is None))
+        return entries
 
-        # safe_markdown calls label() for every image in the text, in document order,
-        # so the text is read once per update (not once more to list its images).
-        def label(url: str) -> str | None:
-            in_text.add(url)
-            if url not in urls:
-                stripped = url.strip()
-                if final or not _FETCHABLE.match(stripped) or stripped in urls:
-                    return None
-                urls.append(stripped)  # still streaming: numbered as they appear
-                if url != stripped:
-                    return None
-            n = urls.index(url) + 1
-            if url in errors:
-                reason = escape_inline(errors[url])
-                if url.startswith(("http://", "https://")):
-                    return f"[image {n}]({_safe_link(url)}) *({reason})*"
-                return f"*[image {n}: {reason}]*"
-            return f"*[image {n}]*"
+    def _show_partial(self, data: dict[str, Any], metadata: dict[str, Any]) -> None:
+        """A partial image (``PartialImages``): its own output, replaced in place."""
+        with self._render_lock:
+            if self._closed:
+                return
+            slot = self._partial_block.slot
+            if slot is None:
+                slot = self._partial_block.slot = len(self._sent)
+                self._sent.append(data)
+            else:
+                self._sent[slot] = data
+            self.sink.show(slot, data, metadata, final=False)
 
-        text = safe_markdown(choice.text, image_label=label, trust_html=self.trust_html)
-        if choice.refusal:
-            text += ("\n\n" if text else "") + "**Refusal:** " + escape_inline(choice.refusal)
-        # Images that arrived outside the text (message.images) still get a marker.
-        extra = [label(u) for u in urls if u not in in_text]
-        if extra:
-            text += ("\n\n" if text else "") + " ".join(x for x in extra if x)
-        return text
+    def _plain(self, part: _Text, refusal: str | None) -> str:
+        plain = plain_text(self._renderer.md, part.source) if part.source.strip() else ""
+        if refusal:
+            plain += ("\n" if plain else "") + "Refusal: " + one_line(refusal, 200)
+        return plain
+
+    def _image_data(
+        self, view: _View, part: _Image, choice: Choice | None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """An image at its place: its output (data, metadata with its size), or a line."""
+        if choice is None:  # still streaming: fetched after the stream ends
+            label = f"[image {part.number}]"
+            return {"text/html": f"<p><em>{label}</em></p>\n", "text/plain": label}, {}
+        found, _ = _images_by_url(choice)
+        image = found.get(part.url)
+        if image is not None:
+            return image_output(image)
+        reason = choice.image_errors.get(part.url)
+        if reason is None:
+            alt = f": {one_line(part.alt, 200)}" if part.alt.strip() else ""
+            label = f"[image {part.number}{alt}]"
+            return {"text/html": f"<p><em>{escape(label)}</em></p>\n", "text/plain": label}, {}
+        html_line = "<p>" + _failed_image(part.number, part.url, reason) + "</p>\n"
+        plain = f"[image {part.number}: {one_line(reason)}]"
+        return {"text/html": html_line, "text/plain": plain}, {}
+
+    def _images_after(self, view: _View, choice: Choice) -> list[Any]:
+        """The choice's images that have no place in its text, in order."""
+        found, unnamed = _images_by_url(choice)
+        placed = {p.url for p in view.parts if isinstance(p, _Image)}
+        out = [image for url, image in found.items() if url not in placed]
+        return out + unnamed
+
+    def _assign(
+        self, entries: list[_Entry], *, final: bool
+    ) -> list[tuple[int, dict[str, Any], dict[str, Any]]]:
+        """Give outputs slots in order (created lazily), and list those that changed."""
+        out: list[tuple[int, dict[str, Any], dict[str, Any]]] = []
+        waiting: list[_Entry] = []  # open texts with nothing yet, before later outputs
+        slots: list[tuple[int, _Entry]] = []
+        next_slot = len(self._sent)
+        for entry in entries:
+            part = entry.part
+            slot = part.slot if part is not None else None
+            if slot is None and entry.data is None:
+                if entry.open:
+                    waiting.append(entry)
+                continue
+            if slot is None:
+                for early in waiting:  # an open text must keep its place before this one
+                    early.data = {"text/html": "", "text/plain": ""}
+                    slots.append((next_slot, early))
+                    if early.part is not None:
+                        early.part.slot = next_slot
+                    next_slot += 1
+                waiting = []
+                slot = next_slot
+                next_slot += 1
+                if part is not None:
+                    part.slot = slot
+            slots.append((slot, entry))
+        for slot, entry in slots:
+            data = entry.data or {"text/html": "", "text/plain": ""}
+            if slot < len(self._sent):
+                if self._sent[slot] == data and not final:
+                    continue
+                self._sent[slot] = data
+            else:
+                self._sent.append(data)
+            out.append((slot, data, entry.metadata))
+        out.sort(key=lambda t: t[0])
+        return out
 
     # -- the end ---------------------------------------------------------------
 
     def finish(self, result: ChatResult) -> None:
-        """The final update (whole text, error line, stats) and the images."""
-        if self.sink.wants_deltas:
-            if not self._texts and result.choices:
-                self._texts[0] = [result.choices[0].text]
-            self._print_stable(final=True)
+        """The final update (whole text, images at their place, error line, stats)."""
+        self.partials.close()  # no partial image after this (the final one replaces it)
+        if self._printer is not None:
+            with self._render_lock:
+                with self._lock:
+                    if self._closed:
+                        return
+                    self._closed = True
+                if self._printer.fed == 0 and result.choices:
+                    self._printer.feed(result.choices[0].text)
+                self._printer.finish(result, self._footer_lines(result))
+            return
         self._send(final=True, result=result)
-        meta = result.provenance()
-        for choice in result.choices:
-            for image in choice.images:
-                # The first final image replaces the last partial one, if one is shown.
-                if not self.partials.finish(image, meta):
-                    self.sink.image(image, metadata=meta)
-        self.partials.close()
+
+    def _footer_lines(self, result: ChatResult) -> list[str]:
+        lines = list(self.notes)
+        if result.error is not None:
+            lines.append("⚠ " + str(result.error))
+        if self.show_stats:
+            lines.append(_stats_line(result))
+        return lines
 
 
-def _stats_line(result: ChatResult) -> str:
-    parts = [result.model or "?"]
-    if result.usage and isinstance(result.usage.get("completion_tokens"), int):
-        parts.append(f"{result.usage['completion_tokens']} tokens")
-    elif result.usage and isinstance(result.usage.get("output_tokens"), int):
-        parts.append(f"{result.usage['output_tokens']} tokens")  # the Images API's usage
-    if result.timings.first_token is not None:
-        parts.append(f"first token {result.timings.first_token:.2f} s")
-    if result.timings.total is not None:
-        parts.append(f"{result.timings.total:.2f} s total")
-    if result.cached:
-        parts.append("from cache")
-    return " · ".join(parts)
+# The block markers alone on the last line of a text cut before an image.
+_DANGLING_MARKER = re.compile(r"(?:(?<=\n)|\A)[ \t>]*(?:[-+*]|\d{1,9}[.)]|#{1,6})?[ \t]*\Z")
+
+
+def _failed_image(n: int, url: str, reason: str) -> str:
+    """An image that could not be shown: its number (a link for http(s)) and the reason."""
+    reason = escape(one_line(reason, 300))
+    if url.lower().startswith(("http://", "https://")):
+        href = escape(url)
+        return (
+            f'<a href="{href}" rel="noopener noreferrer" target="_blank">image {n}</a> '
+            f"<em>({reason})</em>"
+        )
+    return f"<em>[image {n}: {reason}]</em>"
+
+
+def _place_footer(
+    footer: list[str], entries: list[_Entry], after: list[_Entry], meta: dict[str, Any]
+) -> None:
+    """Put the footer lines under everything: on the last output that shows text (it
+    moves down as outputs are added), or an output of its own after the images."""
+    if not footer:
+        return
+    footer_html = "".join(line_html(x) for x in footer)
+    footer_plain = "\n".join(one_line(x, 400) for x in footer)
+    holder = next((e for e in reversed(entries) if e.data is not None), entries[-1])
+    data = holder.data or {"text/html": "", "text/plain": ""}
+    if after or "text/html" not in data:
+        after.append(_Entry({"text/html": footer_html, "text/plain": footer_plain}, meta))
+    else:
+        plain = data["text/plain"]
+        holder.data = {
+            "text/html": data["text/html"] + footer_html,
+            "text/plain": (plain + "\n" if plain else "") + footer_plain,
+        }
+
+
+class _PartialSlot:
+    """What ``PartialImages`` writes to: the reply's partial-image output."""
+
+    def __init__(self, live: LiveReply) -> None:
+        self.image_in_place = live._show_partial
+
+
+# ---------------------------------------------------------------------- terminal
+
+# A partial line that may still become a rule, a setext underline, a table delimiter
+# row, a list marker or a fence: nothing of it is printed yet.
+_UNDECIDED = re.compile(r" {0,3}(?:[-=*_+:| \t]*|\d{1,9}[.)]?|`{1,2}|~{1,2})\Z")
+# Headings and fences are printed when their line is complete.
+_WHOLE_LINE = re.compile(r" {0,3}(?:#|```|~~~)")
+# What markdown may still change in a line: emphasis, code, escapes, entities, links,
+# images, autolinks. The raw text before the first of these is printed as it comes.
+_RISKY = re.compile(r"[*`\\<&\[]|~~|!\[|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+_FENCE_OPEN = re.compile(r" {0,3}(`{3,}(?!.*`)|~{3,})")
+_BLOCK_PREFIX = re.compile(
+    r"((?: {0,3}>[ \t]?)*[ \t]*(?:(?:[-+*]|\d{1,9}[.)])[ \t]+)?)(#{1,6}(?:[ \t]+|\Z))?"
+)
+_STRUCTURAL = re.compile(r" {0,3}[-=*_:| \t]+\Z")
+_CLOSING_HASHES = re.compile(r"[ \t]+#+[ \t]*\Z")
+
+
+class _Printer:
+    """Choice 0 printed as plain text while it streams, line by line (n > 1: the
+    other choices are in ``result.choices``).
+
+    A complete line is printed as plain text: no emphasis markers or
+    backticks, links as ``text (url)``; list bullets, quote markers and line
+    breaks kept; code as it is. Of the line still arriving, the raw text
+    before anything markdown could still change is printed at once. An image
+    is one ``[image WxH]`` line at its place: the text after it waits for the
+    end of the reply, when the image has been fetched.
+    """
+
+    def __init__(self, sink: Sink, r: Renderer) -> None:
+        self.sink = sink
+        self.md = r.md
+        self.fed = 0
+        self._line: list[str] = []  # the line still arriving
+        self._printed = 0  # of it, characters printed raw
+        self._last = " "  # the character printed last on it
+        self._held = ""  # characters of it not printed yet that may still combine
+        self._mode = "start"  # start | raw | text | wait
+        self._fence: tuple[str, int] | None = None
+        self._blank = True  # the previous line was blank (indented code may start)
+        self._code = False  # the previous line was indented code
+        self._rest: list[str] | None = None  # the text after an image, printed at the end
+        self._wrote = False
+        self._at_line_start = True
+
+    def _write(self, text: str) -> None:
+        if text.startswith("\n") and not self._at_line_start and self._sink_at_line_start():
+            text = text[1:]  # another writer (a tool call) ended the line already
+            self._at_line_start = True
+        if text:
+            self.sink.delta(text)
+            self._wrote = True
+            self._at_line_start = text.endswith("\n")
+
+    def feed(self, text: str) -> None:
+        self.fed += len(text)
+        while text:
+            if self._rest is not None:
+                self._rest.append(text)
+                return
+            nl = text.find("\n")
+            if nl < 0:
+                self._line.append(text)
+                self._partial(text)
+                return
+            self._line.append(text[:nl])
+            line = "".join(self._line)
+            self._line = []
+            self._complete(line)
+            text = text[nl + 1 :]
+
+    # -- the line still arriving
+
+    def _partial(self, new: str) -> None:
+        if self._mode == "wait":
+            return
+        if self._mode == "start":
+            line = "".join(self._line)
+            if self._fence is not None or self._indented(line):
+                self._mode = "raw"
+            elif _UNDECIDED.match(line):
+                return
+            elif _WHOLE_LINE.match(line):
+                self._mode = "wait"
+                return
+            else:
+                self._mode = "text"
+                prefix = _BLOCK_PREFIX.match(line)
+                end = prefix.end(1) if prefix is not None else 0
+                self._put(line[:end])
+            new = line[self._printed :]
+        if self._mode == "raw":
+            self._put(new)
+            return
+        s = self._held + new
+        keep = s.rstrip("!~_ \t")
+        risky = _RISKY.search(self._last + keep, 1)
+        if risky is not None:
+            self._put(keep[: risky.start() - 1].rstrip(" \t"))
+            self._held = ""
+            self._mode = "wait"
+            return
+        self._put(keep)
+        self._held = s[len(keep) :]
+
+    def _put(self, raw: str) -> None:
+        if raw:
+            self._write(raw)
+            self._printed += len(raw)
+            self._last = raw[-1]
+
+    def _indented(self, line: str) -> bool:
+        return line.startswith(("    ", "\t")) and (self._blank or self._code)
+
+    # -- a complete line
+
+    def _complete(self, line: str, images: _ImageLines | None = None) -> None:
+        """Print ``line`` (what is not printed of it yet) as plain text.
+
+        While streaming (``images`` None) a fetchable image stops the printing
+        there; at the end each image is its ``[image WxH]`` line.
+        """
+        raw = line[: self._printed]
+        mode = self._mode
+        self._printed, self._held, self._mode, self._last = 0, "", "start", " "
+        blank = not line.strip()
+        code = False
+        if self._fence is not None:
+            out = line
+            m = _FENCE_OPEN.match(line)
+            char, size = self._fence
+            if (
+                m
+                and m.group(1)[0] == char
+                and len(m.group(1)) >= size
+                and not line[m.end() :].strip()
+            ):
+                self._fence = None
+        elif (fence := _FENCE_OPEN.match(line)) is not None:
+            self._fence = (fence.group(1)[0], len(fence.group(1)))
+            out = line
+        elif self._indented(line) and mode in ("start", "raw"):
+            out, code = line, True
+        elif blank or _STRUCTURAL.match(line):
+            out = line
+        else:
+            converted = self._text_line(line, raw, images)
+            if converted is None:
+                return
+            out = converted
+        self._emit(raw, out if code or self._fence is not None else out.rstrip())
+        self._write("\n")
+        self._blank, self._code = blank, code
+
+    def _text_line(self, line: str, raw: str, images: _ImageLines | None) -> str | None:
+        found = []
+        if "![" in line:
+            found = [
+                m
+                for m in find_markdown_images(line)
+                if FETCHABLE.match(m.url.strip()) and not m.in_link
+            ]
+        if not found:
+            return self._convert(line, images)
+        head = self._convert(line[: found[0].start]).rstrip()
+        marker = bool(head) and _DANGLING_MARKER.fullmatch(head) is not None  # "- ![a](u)"
+        if images is None:  # streaming: print up to the image, the rest at the end
+            self._emit(raw, head + " " if marker else head)
+            if head and not marker:
+                self._write("\n")
+            self._rest = [line[found[0].start :], "\n"]
+            self._blank = False
+            return None
+        pieces: list[str] = []
+        pos = 0
+        for k, image in enumerate(found):
+            shown = images.line(image.url.strip(), image.alt)
+            if k == 0:
+                pieces.append(head + " " + shown if marker else head + "\n" + shown)
+            else:
+                pieces += [self._convert(line[pos : image.start]).strip(), shown]
+            pos = image.end
+        pieces.append(self._convert(line[pos:]).strip())
+        return "\n".join(p.strip("\n") for p in pieces if p.strip("\n"))
+
+    def _emit(self, raw: str, out: str) -> None:
+        if out.startswith(raw):
+            self._write(out[len(raw) :])
+        else:  # pragma: no cover - the raw text printed is where the line's text begins
+            self._write("\n" + out)
+
+    def _convert(self, line: str, images: _ImageLines | None = None) -> str:
+        m = _BLOCK_PREFIX.match(line)
+        if m is None:  # pragma: no cover - the pattern matches every line
+            return plain_inline(self.md, line)
+        prefix, heading = m.group(1), m.group(2)
+        content = line[m.end() :]
+        if heading:
+            content = _CLOSING_HASHES.sub("", content)
+        return prefix + plain_inline(self.md, content, images.label if images else None)
+
+    # -- the end
+
+    def finish(self, result: ChatResult, footer: list[str]) -> None:
+        choices = result.choices or [Choice()]
+        lines = _ImageLines(choices[0])
+        if self._rest is not None:
+            rest = "".join(self._rest)
+            self._rest = None
+            self._final_text(rest, lines)
+        elif self._line:
+            self._complete("".join(self._line), lines)
+            self._line = []
+        self._close(choices[0], lines)  # the other choices: in result.choices
+        if footer:
+            self._newline()
+            for line in footer:
+                self._write(one_line(line, 400) + "\n")
+        elif self._wrote:
+            self._newline()
+
+    def _close(self, choice: Choice, lines: _ImageLines) -> None:
+        for extra in lines.remaining():
+            self._newline()
+            self._write(extra + "\n")
+        if choice.refusal:
+            self._newline()
+            self._write("Refusal: " + one_line(choice.refusal, 400) + "\n")
+
+    def _sink_at_line_start(self) -> bool:
+        """Whether the sink's last text ended a line (others, the tool calls, print there too)."""
+        return bool(getattr(self.sink, "at_line_start", False))
+
+    def _newline(self) -> None:
+        if self._wrote and not (self._at_line_start or self._sink_at_line_start()):
+            self._write("\n")
+
+    def _final_text(self, text: str, images: _ImageLines) -> None:
+        lines, _ = normalise(text)
+        parts = lines.split("\n")
+        if parts and not parts[-1]:
+            parts.pop()
+        for line in parts:
+            self._complete(line, images)
+
+
+class _ImageLines:
+    """``[image WxH]`` (or why it is missing) for each image of a choice."""
+
+    def __init__(self, choice: Choice) -> None:
+        self.found, self.unnamed = _images_by_url(choice)
+        self.errors = choice.image_errors
+        self.used: set[str] = set()
+
+    def line(self, url: str, alt: str) -> str:
+        self.used.add(url)
+        image = self.found.get(url)
+        if image is not None:
+            return f"[image {image.width}x{image.height}]"
+        reason = self.errors.get(url)
+        if reason is not None:
+            return f"[image: {one_line(reason, 300)}]"
+        return f"[image: {one_line(alt, 100)}]" if alt.strip() else "[image]"
+
+    def label(self, url: str, alt: str) -> str:
+        url = url.strip()
+        return self.line(url, alt) if FETCHABLE.match(url) else f"[image: {alt}]"
+
+    def remaining(self) -> list[str]:
+        out = [
+            f"[image {im.width}x{im.height}]" for u, im in self.found.items() if u not in self.used
+        ]
+        return out + [f"[image {im.width}x{im.height}]" for im in self.unnamed]

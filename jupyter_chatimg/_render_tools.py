@@ -1,17 +1,21 @@
-"""Tool calls in a reply's output, and the rounds of a tool loop in one growing output.
+"""Tool calls in a reply's outputs, and the rounds of a tool loop in one row of outputs.
 
 ``ToolView`` sits beside a reply's ``LiveReply`` (``_render``): the session
-feeds it the deltas (``on_delta``) and hands ``view.decorate`` to the
-LiveReply, which calls it each time it composes an update. While the calls
-stream, each one's function name and its arguments (pretty JSON once they
-parse, as they came until then) follow the reply's text; in a terminal each
+feeds it the deltas (``on_delta``) and hands ``view.calls_html`` to the
+LiveReply (``live.calls``), which shows it in an output of its own after the
+reply's text each time it composes an update. While the calls stream, each
+one's function name and its arguments (pretty JSON once they parse, as they
+came until then) are shown as escaped HTML (a code block); in a terminal each
 call is printed once it is whole.
 
 In a tool loop (``loop=True``) every round gets its own LiveReply writing
-through ``round_sink()`` into the same output: earlier rounds, the calls'
-result lines (``tool_ran``: a summary and the time, or the one-line error
-sent back to the model) and the images they returned stay above the round
-that is streaming, and only the last round's final update is final.
+through ``round_sink()`` into the same row of outputs, after the outputs of
+the rounds before it: earlier rounds, the calls' result lines (``tool_ran``:
+a summary and the time, or the one-line error sent back to the model) and
+the images they returned stay above the round that is streaming, and only
+the last round's final update is final. The notes (demo, cache) are shown
+under the round that is streaming (the session takes them off a round's
+final update when another round follows).
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ import threading
 from typing import Any
 
 from ._errors import one_line
-from ._render import PLACEHOLDER, Sink, escape_inline
+from ._html import escape
+from ._render import Sink, image_output, line_html
 from ._result import ChatResult, ToolCall
 from ._tools import images_of
 
-__all__ = ["MAX_ARGUMENT_CHARS", "ToolView", "call_markdown", "result_line"]
+__all__ = ["MAX_ARGUMENT_CHARS", "ToolView", "call_html", "result_line"]
 
 MAX_ARGUMENT_CHARS = 4000
 """Characters of a call's arguments shown (the rest stays in ``result.tool_calls``)."""
@@ -44,22 +49,16 @@ def _pretty(arguments: str) -> str:
     return shown
 
 
-def _fence(text: str) -> str:
-    longest = run = 0
-    for ch in text:
-        run = run + 1 if ch == "`" else 0
-        longest = max(longest, run)
-    return "`" * max(3, longest + 1)
-
-
-def call_markdown(call: dict[str, Any], *, choice: int = 0) -> str:
-    """One call as markdown: its function name, then its arguments in a code block."""
+def call_html(call: dict[str, Any], *, choice: int = 0) -> str:
+    """One call as (escaped) HTML: its function name, then its arguments in a code block."""
     function = call.get("function") or {}
     name = str(function.get("name") or "") or "(no name yet)"
     arguments = _pretty(str(function.get("arguments") or ""))
-    fence = _fence(arguments)
     where = f"choice {choice + 1} · " if choice else ""
-    return f"**🔧 {where}{escape_inline(name)}**\n\n{fence}json\n{arguments}\n{fence}"
+    return (
+        f"<p><strong>🔧 {escape(where + name)}</strong></p>\n"
+        f'<pre><code class="language-json">{escape(arguments)}\n</code></pre>\n'
+    )
 
 
 def _terminal_call(call: dict[str, Any], choice: int = 0) -> str:
@@ -86,20 +85,20 @@ def result_line(call: ToolCall) -> str:
 
 
 class ToolView:
-    """The tool calls of a reply, and the rounds of a tool loop, in one output (module doc)."""
+    """The tool calls of a reply, and the rounds of a tool loop, in one row of outputs."""
 
     def __init__(self, sink: Sink, *, loop: bool = False, notes: list[str] | None = None) -> None:
         self.sink = sink
         self.loop = loop
         self.notes = list(notes or []) if loop else []
-        """In a loop the view shows the notes (after everything); else the LiveReply does."""
+        """In a loop: the notes each round's LiveReply shows under it (else the LiveReply's own)."""
         self.closing = not loop
-        """True once the next final update of a round is the output's last."""
+        """True once the next final update of a round is the row's last."""
         self._lock = threading.Lock()
         self._calls: dict[int, list[dict[str, Any]]] = {}
-        self._done: list[str] = []
-        self._body = ""
         self._printed = 0
+        self._base = 0  # the row's outputs before the round that is streaming
+        self._used = 0  # outputs the streaming round created
         self.closed = False
 
     # -- a round ------------------------------------------------------------------
@@ -127,65 +126,61 @@ class ToolView:
         if self.sink.wants_deltas:
             self._print_calls(whole=True)
 
-    def decorate(self, markdown: str, final: bool) -> tuple[str, str]:
-        """A round's markdown with its calls after it (and, in a loop, earlier rounds above)."""
+    def calls_html(self, final: bool) -> tuple[str, str]:
+        """The round's calls as ``(html, plain)`` (empty strings while there are none)."""
         with self._lock:
-            blocks = [
-                call_markdown(call, choice=index)
-                for index in sorted(self._calls)
-                for call in self._calls[index]
-            ]
-            body = "\n\n".join(b for b in (markdown, *blocks) if b)
-            plain = " ".join(
-                f"[tool call {(c.get('function') or {}).get('name') or '?'}]"
-                for index in sorted(self._calls)
-                for c in self._calls[index]
-            )
-            if final:
-                self._body = body
-            if not self.loop:
-                return body, plain
-            shown = body if (body or final) else PLACEHOLDER
-            return self._compose(shown), plain
-
-    def _compose(self, current: str) -> str:
-        """Under the lock: earlier rounds and results, ``current``, then the notes."""
-        notes = ["*" + escape_inline(line) + "*" for line in self.notes]
-        return "\n\n".join(b for b in (*self._done, current, *notes) if b)
+            calls = [(index, c) for index in sorted(self._calls) for c in self._calls[index]]
+        html = "".join(call_html(call, choice=index) for index, call in calls)
+        plain = " ".join(
+            f"[tool call {(c.get('function') or {}).get('name') or '?'}]" for _, c in calls
+        )
+        return html, plain
 
     # -- between rounds ---------------------------------------------------------------
 
     def start_tools(self) -> None:
-        """The round's output is final: keep it above what comes next."""
+        """The round's outputs are final: keep them above what comes next."""
         with self._lock:
-            if self._body:
-                self._done.append(self._body)
-            self._body = ""
+            self._base += self._used
+            self._used = 0
             self._calls = {}
             self._printed = 0
+
+    def _append(self, data: dict[str, Any], metadata: dict[str, Any], *, final: bool) -> None:
+        """One more output of the row, after everything (between rounds)."""
+        with self._lock:
+            slot = self._base
+            self._base += 1
+        self.sink.show(slot, data, metadata, final=final)
 
     def tool_ran(self, call: ToolCall, images: list[Any]) -> None:
         """Show one call's outcome (a line, and the images it returned) at once."""
         line = result_line(call)
-        with self._lock:
-            self._done.append("*" + escape_inline(line) + "*")
-            markdown = self._compose("")
         if self.sink.wants_deltas:
             self.sink.delta(line + "\n")
-        else:
-            self.sink.update(markdown, line, final=False, metadata=None)
+            return
+        self._append({"text/html": line_html(line), "text/plain": line}, {}, final=False)
         for image in images:
-            self.sink.image(image, metadata=None)
+            data, metadata = image_output(image)
+            self._append(data, metadata, final=False)
 
     def close(self, result: ChatResult) -> None:
-        """The last update when the loop ended between rounds (Stop, an interrupt)."""
+        """The last output when the loop ended between rounds (Stop, an interrupt)."""
         if self.closed:
             return
         self.closed = True
-        tail = "⚠ " + str(result.error) if result.error is not None else ""
-        with self._lock:
-            markdown = self._compose("*" + escape_inline(tail) + "*" if tail else "")
-        self.sink.update(markdown, tail or "(reply)", final=True, metadata=result.provenance())
+        lines = list(self.notes)
+        if result.error is not None:
+            lines.append("⚠ " + str(result.error))
+        if self.sink.wants_deltas:  # the terminal printed the notes first
+            if result.error is not None:
+                self.sink.delta("⚠ " + one_line(str(result.error), 400) + "\n")
+            return
+        data = {
+            "text/html": "".join(line_html(x) for x in lines),
+            "text/plain": "\n".join(one_line(x, 400) for x in lines) or "(reply)",
+        }
+        self._append(data, {"jupyter_chatimg": result.provenance()}, final=True)
 
     # -- the terminal ---------------------------------------------------------------------
 
@@ -201,23 +196,28 @@ class ToolView:
 
 
 class _RoundSink:
-    """A round's LiveReply writes here: the round's final update is the output's last only
-    when the view is closing; images and terminal text pass through."""
+    """A round's LiveReply writes here: its slots follow the row's outputs so far, and
+    the round's final update is the row's last only when the view is closing."""
 
     def __init__(self, view: ToolView) -> None:
         self.view = view
         self.wants_deltas = view.sink.wants_deltas
 
-    def update(
-        self, markdown: str, plain: str, *, final: bool, metadata: dict[str, Any] | None
+    def show(
+        self, slot: int, data: dict[str, Any], metadata: dict[str, Any], *, final: bool
     ) -> None:
-        last = final and self.view.closing
+        view = self.view
+        last = final and view.closing
         if last:
-            self.view.closed = True
-        self.view.sink.update(markdown, plain, final=last, metadata=metadata)
+            view.closed = True
+        with view._lock:
+            view._used = max(view._used, slot + 1)
+            base = view._base
+        view.sink.show(base + slot, data, metadata, final=last)
 
-    def image(self, image: Any, *, metadata: dict[str, Any] | None) -> None:
-        self.view.sink.image(image, metadata=metadata)
+    @property
+    def at_line_start(self) -> bool | None:
+        return getattr(self.view.sink, "at_line_start", None)
 
     def delta(self, text: str) -> None:
         self.view.sink.delta(text)

@@ -506,16 +506,20 @@ class _Exchange:
             shown = self._notes()
             if cached:
                 shown.append(_cache.CACHE_NOTE)
-        elif cached and _cache.CACHE_NOTE not in view.notes:
-            view.notes.append(_cache.CACHE_NOTE)
+        else:
+            if cached and _cache.CACHE_NOTE not in view.notes:
+                view.notes.append(_cache.CACHE_NOTE)
+            if not view.sink.wants_deltas:  # a terminal printed them first
+                shown = list(view.notes)  # under the round that streams (see _run_tools)
         live = LiveReply(
             sink=view.round_sink(),
             update_interval=settings.update_interval,
             trust_html=settings.trust_html,
             show_stats=settings.show_stats,
             notes=shown,
+            max_display_chars=settings.max_display_chars,
         )
-        live.decorate = view.decorate
+        live.calls = view.calls_html
         live.start()
         return live
 
@@ -561,7 +565,8 @@ class _Exchange:
         tools = self.prepared.tools
         assert tools is not None
         if self.live is not None:
-            self.live.finish(result)  # the round's last update (not the output's)
+            self.live.notes = []  # they move under the next round (or the closing line)
+            self.live.finish(result)  # the round's last update (not the row's)
             self.live = None
         if self.view is not None:
             self.view.start_tools()

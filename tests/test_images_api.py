@@ -371,9 +371,9 @@ def test_a_cut_stream_keeps_the_last_partial_and_shows_one_line(
     assert [im.size for im in result.images] == [(48, 32)]
     # In a terminal: one line for the error, one for the image kept.
     assert out.splitlines() == [
+        "[image 48x32]",
         "⚠ the connection closed before the reply finished (no completed event); the partial "
         "reply is kept - run the cell again for a whole one",
-        "[image 48x32, RGB]",
     ]
     assert server.requests[0].json["partial_images"] == 1 and err == ""
 
@@ -390,13 +390,14 @@ class _Sink:
 
     def __init__(self) -> None:
         self.updates: list[str] = []
-        self.images: list[Any] = []
+        self.shows: list[tuple[int, dict[str, Any], dict[str, Any]]] = []
 
-    def update(self, markdown: str, plain: str, *, final: bool, metadata: Any) -> None:
-        self.updates.append(markdown)
-
-    def image(self, image: Any, *, metadata: Any) -> None:
-        self.images.append(image)
+    def show(
+        self, slot: int, data: dict[str, Any], metadata: dict[str, Any], *, final: bool
+    ) -> None:
+        self.shows.append((slot, data, metadata))
+        if "text/html" in data:
+            self.updates.append(data["text/html"])
 
     def delta(self, text: str) -> None:  # pragma: no cover
         pass
@@ -527,12 +528,10 @@ def test_against_the_demo_generate_stream_edit_with_mask_and_dalle(
 
 
 class _InPlace(_Sink):
-    def __init__(self) -> None:
-        super().__init__()
-        self.in_place: list[tuple[dict[str, str], dict[str, Any]]] = []
-
-    def image_in_place(self, data: dict[str, str], metadata: dict[str, Any]) -> None:
-        self.in_place.append((data, metadata))
+    @property
+    def in_place(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """Every image output shown, in order (the partials' and the final image's)."""
+        return [(d, md) for _, d, md in self.shows if any(k.startswith("image/") for k in d)]
 
 
 def test_an_edit_is_sent_whole_again_on_retry(server: ReplayServer) -> None:

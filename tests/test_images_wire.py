@@ -47,23 +47,29 @@ def cdn(clean_env: pytest.MonkeyPatch) -> ReplayServer:
 
 
 class Recorder:
-    """A notebook-like sink that records every output, the in-place image ones included."""
+    """A notebook-like sink that records every output it is shown, by slot."""
 
     wants_deltas = False
 
     def __init__(self) -> None:
         self.updates: list[str] = []
-        self.images: list[Any] = []
-        self.in_place: list[tuple[dict[str, str], dict[str, Any]]] = []
+        self.shows: list[tuple[int, dict[str, Any], dict[str, Any]]] = []
 
-    def update(self, markdown: str, plain: str, *, final: bool, metadata: Any) -> None:
-        self.updates.append(markdown)
+    def show(
+        self, slot: int, data: dict[str, Any], metadata: dict[str, Any], *, final: bool
+    ) -> None:
+        self.shows.append((slot, data, metadata))
+        if "text/html" in data:
+            self.updates.append(data["text/html"])
 
-    def image(self, image: Any, *, metadata: Any) -> None:
-        self.images.append(image)
+    @property
+    def in_place(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """Every image output shown, in order."""
+        return [(d, md) for _, d, md in self.shows if any(k.startswith("image/") for k in d)]
 
-    def image_in_place(self, data: dict[str, str], metadata: dict[str, Any]) -> None:
-        self.in_place.append((data, metadata))
+    @property
+    def image_slots(self) -> set[int]:
+        return {slot for slot, d, _ in self.shows if any(k.startswith("image/") for k in d)}
 
     def delta(self, text: str) -> None:  # pragma: no cover - wants_deltas is False
         pass
@@ -152,7 +158,7 @@ def test_fixture_in_random_pieces_through_chat(name: str, cdn: ReplayServer) -> 
             if want["outcome"] == "ok" and want["partial_count"]:
                 # ... and the final image replaced the last one there (no second output).
                 assert "partial" not in sink.in_place[-1][1].get("jupyter_chatimg", {})
-                assert sink.images == []
+                assert len(sink.image_slots) == 1
         # Every cut was a request of its own, to the endpoint of its kind.
         assert len(srv.requests) == len(SEEDS)
         assert {r.path for r in srv.requests} == {PATHS[want["kind"]]}

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import queue
+import re
 import select
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from html import unescape
 from typing import Any
 
 import pytest
@@ -140,13 +142,31 @@ def idle(messages: list[dict[str, Any]]) -> bool:
     return last["msg_type"] == "status" and last["content"]["execution_state"] == "idle"
 
 
-def markdowns(messages: list[dict[str, Any]]) -> list[str]:
+def htmls(messages: list[dict[str, Any]]) -> list[str]:
     return [
-        m["content"]["data"]["text/markdown"]
+        m["content"]["data"]["text/html"]
         for m in messages
         if m["msg_type"] in ("display_data", "update_display_data")
-        and "text/markdown" in m["content"]["data"]
+        and "text/html" in m["content"]["data"]
     ]
+
+
+def shown(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The outputs at the end, as a front end shows them (updates applied by display_id)."""
+    order: list[str] = []
+    data: dict[str, dict[str, Any]] = {}
+    for m in messages:
+        if m["msg_type"] not in ("display_data", "update_display_data"):
+            continue
+        display_id = m["content"]["transient"]["display_id"]
+        if m["msg_type"] == "display_data":
+            order.append(display_id)
+        data[display_id] = m["content"]["data"]
+    return [data[d] for d in order]
+
+
+def text_of(html: str) -> str:
+    return unescape(re.sub(r"<[^>]+>", "", html))
 
 
 def run(kc: Any, code: str) -> list[dict[str, Any]]:
@@ -159,7 +179,7 @@ def test_interrupt_mid_reply_keeps_the_text_and_says_so(
     km, kc = kernel
     run(kc, "%load_ext jupyter_chatimg")
     msg_id = kc.execute(f"%%chatimg --base-url {server.url}\nCount slowly.")
-    before = collect(kc, msg_id, lambda ms: any("tok5" in md for md in markdowns(ms)))
+    before = collect(kc, msg_id, lambda ms: any("tok5" in md for md in htmls(ms)))
     km.interrupt_kernel()
     interrupted_at = time.monotonic()
     after = collect(kc, msg_id, idle)
@@ -173,14 +193,14 @@ def test_interrupt_mid_reply_keeps_the_text_and_says_so(
     streams = "".join(m["content"]["text"] for m in messages if m["msg_type"] == "stream")
     assert "Traceback" not in streams and "KeyboardInterrupt" not in streams
 
-    final = markdowns(messages)[-1]
-    text, _, tail = final.partition("\n\n*⚠")
-    assert text.startswith(" tok0 tok1 tok2 tok3 tok4 tok5")
-    kept = text.split()
+    (final,) = shown(messages)
+    text, _, tail = final["text/html"].partition("<p><em>⚠")
+    assert text_of(text).startswith("tok0 tok1 tok2 tok3 tok4 tok5")
+    kept = text_of(text).split()
     assert kept == [f"tok{i}" for i in range(len(kept))]
     assert len(kept) <= len(server.sent)
-    assert tail.count("\n") == 0 and "interrupted" in tail
-    assert final.count("⚠") == 1
+    assert tail.count("\n") == 1 and "interrupted" in tail
+    assert final["text/html"].count("⚠") == 1
 
     # The kernel is usable at once, and the partial result is in `_`.
     started = time.monotonic()
@@ -215,9 +235,13 @@ def test_interrupt_while_fetching_a_returned_image(kernel: tuple[Any, Any]) -> N
         km.interrupt_kernel()
         messages = collect(kc, msg_id, idle)
     assert "error" not in [m["msg_type"] for m in messages]
-    final = markdowns(messages)[-1]
-    assert final.startswith("Look: [image 1](")
-    assert "not fetched: interrupted by the user" in final and final.endswith("done.")
+    final = shown(messages)
+    assert [text_of(d["text/html"]) for d in final] == [
+        "Look:\n",
+        "image 1 (not fetched: interrupted by the user)\n",
+        "done.\n",
+    ]
+    assert final[1]["text/html"].startswith(f'<p><a href="{image}" rel="noopener noreferrer"')
     check = run(kc, "print(_.text, len(_.images))")
     out = "".join(m["content"]["text"] for m in check if m["msg_type"] == "stream")
     assert out == f"Look: ![x]({image}) done. 0\n"

@@ -70,21 +70,21 @@ class Recorder:
     def _outputs(self, index: int, change: dict[str, Any]) -> None:
         with self.lock:
             self.states[index].append(tuple(change["new"]))
-        if any("measured" in markdown_of(o) for o in change["new"]):
+        if any("measured" in html_of(o) for o in change["new"]):
             self.text_seen.set()
 
-    def markdowns(self, index: int) -> list[str]:
+    def htmls(self, index: int) -> list[str]:
         with self.lock:
             out = []
             for state in self.states.get(index, []):
-                texts = [markdown_of(o) for o in state if "text/markdown" in o["data"]]
+                texts = [html_of(o) for o in state if "text/html" in o["data"]]
                 if texts and (not out or out[-1] != texts[0]):
                     out.append(texts[0])
             return out
 
 
-def markdown_of(output: dict[str, Any]) -> str:
-    return str(output["data"].get("text/markdown", ""))
+def html_of(output: dict[str, Any]) -> str:
+    return str(output["data"].get("text/html", ""))
 
 
 def images_in(entry: widgets.Output) -> list[Image.Image]:
@@ -112,9 +112,9 @@ def test_streamed_reply_grows_in_place_and_ends_complete(panel: ChatPanel) -> No
     # user entry (text + thumbnail), then the reply entry
     user, reply = panel.entries
     assert panel.transcript.children == (reply, user)  # shown with column-reverse: newest in view
-    assert "What is in this picture?" in markdown_of(user.outputs[0])
+    assert "What is in this picture?" in html_of(user.outputs[0])
     assert len(images_in(user)) == 1
-    states = recorder.markdowns(1)
+    states = recorder.htmls(1)
     final = states[-1]
     intermediate = [s for s in states[:-1] if "measured" in s]
     assert len(intermediate) >= 3, states
@@ -143,13 +143,14 @@ def test_returned_images_are_image_outputs(panel: ChatPanel) -> None:
     assert shown[0].size == returned.size
     r, g, b = shown[0].convert("RGB").getpixel((shown[0].width // 2, shown[0].height // 2))
     assert r > 150 and g < 100 and b < 100  # the circle is red, in the middle
+    # the image is shown where the model put it: after the text before it, never inside it
+    text = html_of(reply.outputs[0])
+    assert "Progress" in text and "base64" not in text and "<img" not in text
+    assert "image/png" in reply.outputs[1]["data"]
     # The whole image is in the output, shown at most TRANSCRIPT_IMAGE_HEIGHT high (issue 16.6).
     (image_out,) = [o for o in reply.outputs if "image/png" in o["data"]]
     assert returned.size == (512, 512)
     assert image_out["metadata"]["image/png"] == {"width": 240, "height": 240}
-    # the streamed markdown names the image but never carries its data
-    text = markdown_of(reply.outputs[0])
-    assert "[image 1]" in text and "base64" not in text
 
     # The conversation goes on: the returned image rides along with the next prompt.
     panel.prompt.value = "make it grayscale"
@@ -181,7 +182,7 @@ def test_stop_mid_reply_keeps_partial_text_and_panel_is_usable_at_once(panel: Ch
     assert partial is not None and partial.error is not None
     assert "measured" in partial.text
     assert panel.status.value == ""  # issue 16 (7): the reply says "stopped", once
-    shown = markdown_of(panel.entries[-1].outputs[0])
+    shown = html_of(panel.entries[-1].outputs[0])
     assert partial.text.split()[0] in shown and "stopped" in shown
 
     # A second send works at once, and the conversation carries the partial turn.
@@ -271,7 +272,7 @@ def test_bad_input_is_reported_before_anything_is_sent(panel: ChatPanel) -> None
     assert request["messages"][0]["content"][1]["image_url"]["detail"] == "low"
 
 
-def test_export_shows_markdown_and_image_outputs(shell: Any, panel: ChatPanel) -> None:
+def test_export_shows_html_and_image_outputs(shell: Any, panel: ChatPanel) -> None:
     panel.model.value = "demo-image"
     panel.prompt.value = "a red circle"
     panel.send()
@@ -279,14 +280,17 @@ def test_export_shows_markdown_and_image_outputs(shell: Any, panel: ChatPanel) -
     with capture_output() as captured:
         panel.export()
     kinds = [sorted(k for k in out.data if k != "text/plain") for out in captured.outputs]
-    assert kinds == [["text/markdown"], ["text/markdown"], ["image/png"]]
-    assert "a red circle" in captured.outputs[0].data["text/markdown"]
-    assert "[image 1]" in captured.outputs[1].data["text/markdown"]
+    # the prompt; the reply's text, its image at its place, and the text after it (the note)
+    assert kinds == [["text/html"], ["text/html"], ["image/png"], ["text/html"]]
+    assert "a red circle" in captured.outputs[0].data["text/html"]
+    assert captured.outputs[1].data["text/html"].startswith("<p><strong>Assistant:</strong></p>")
+    assert "Progress" in captured.outputs[1].data["text/html"]
     png = base64.b64decode(captured.outputs[2].data["image/png"])
     assert Image.open(io.BytesIO(png)).size == panel.images[0].size
+    assert "offline demo model" in captured.outputs[3].data["text/html"]
     # The Export button shows the same inside the panel (a button has no cell).
     panel.export_button.click()
-    assert len(panel._exports.outputs) == 3
+    assert len(panel._exports.outputs) == 4
 
 
 def all_widgets(root: widgets.Widget) -> list[widgets.Widget]:

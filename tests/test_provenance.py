@@ -123,8 +123,8 @@ def executed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, str, str]:
 def test_reply_outputs_carry_provenance(executed: tuple[Any, str, str]) -> None:
     nb, _, host = executed
     outputs = nb.cells[2].outputs
-    (reply,) = [o for o in outputs if "text/markdown" in o.get("data", {})]
-    assert "A small red square." in reply["data"]["text/markdown"]
+    (reply,) = [o for o in outputs if "text/html" in o.get("data", {})]
+    assert "A small red square." in reply["data"]["text/html"]
     meta = reply["metadata"]["jupyter_chatimg"]
     assert meta["model"] == "prov-model"
     assert meta["endpoint"] == host
@@ -152,15 +152,15 @@ def test_choices_are_labelled_each_with_its_images(executed: tuple[Any, str, str
     nb, _, _ = executed
     outputs = nb.cells[3].outputs
     kinds = [sorted(o.get("data", {})) for o in outputs]
-    assert kinds[0] == ["text/markdown", "text/plain"]
-    markdown = outputs[0]["data"]["text/markdown"]
-    assert (
-        markdown.index("**Choice 1**") < markdown.index("Take 1.") < markdown.index("**Choice 2**")
-    )
-    assert markdown.index("**Choice 2**") < markdown.index("Take 2.")
-    assert markdown.count("[image 1]") == 2  # each choice marks its own image
+    # each choice its own text output, labelled, then the images (not inside any text)
+    assert kinds[:2] == [["text/html", "text/plain"], ["text/html", "text/plain"]]
+    first, second = outputs[0]["data"]["text/html"], outputs[1]["data"]["text/html"]
+    assert first.index("<strong>Choice 1</strong>") < first.index("Take 1.")
+    assert second.index("<strong>Choice 2</strong>") < second.index("Take 2.")
+    assert first.count("[image 1]") == 1 and second.count("[image 1]") == 1  # each its own
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) == 2
+    assert kinds[2:4] == [["image/png", "text/plain"]] * 2
     for image in images:
         assert image["metadata"]["jupyter_chatimg"]["model"] == "prov-image"
         assert image["metadata"]["jupyter_chatimg"]["params"]["n"] == 2

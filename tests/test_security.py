@@ -18,19 +18,16 @@ from __future__ import annotations
 
 import io
 import json
-import random
-import re
 import struct
 import zlib
 from collections.abc import Iterator
-from html import unescape as html_unescape
 from typing import Any
 
 import httpx
 import pytest
 from _routing import LoopbackRouter
 from _servers import ReplayServer
-from markdown_it import MarkdownIt
+from _xss import assert_inert
 from PIL import Image
 
 import jupyter_chatimg as ci
@@ -71,22 +68,29 @@ def sse(text: str) -> str:
 
 
 class Recorder:
-    """A sink that keeps the final markdown and the images (what a notebook would show)."""
+    """A sink that keeps the outputs as a notebook would show them, and every message."""
 
     wants_deltas = False
 
     def __init__(self) -> None:
-        self.markdown = ""
-        self.images: list[Any] = []
+        self.slots: dict[int, dict[str, Any]] = {}
+        self.messages: list[dict[str, Any]] = []
 
-    def update(self, markdown: str, plain: str, *, final: bool, metadata: Any) -> None:
-        self.markdown = markdown
-
-    def image(self, image: Any, *, metadata: Any) -> None:
-        self.images.append(image)
+    def show(self, slot: int, data: dict[str, Any], metadata: Any, *, final: bool) -> None:
+        self.slots[slot] = data
+        self.messages.append(data)
 
     def delta(self, text: str) -> None:
         pass
+
+    @property
+    def html(self) -> str:
+        """The reply's text outputs, in order."""
+        return "".join(self.slots[k].get("text/html", "") for k in sorted(self.slots))
+
+    @property
+    def images(self) -> list[dict[str, Any]]:
+        return [self.slots[k] for k in sorted(self.slots) if "image/png" in self.slots[k]]
 
 
 @pytest.fixture
@@ -490,8 +494,9 @@ def test_failed_image_urls_become_plain_links_with_a_reason(
     assert result.text == REPLY  # the text itself is untouched
     assert [r.path for r in images.requests] == ["/good.png", "/page.html"]  # never evil
 
-    html = MarkdownIt("commonmark", {"html": True}).render(sink.markdown)
+    html = sink.html
     assert "<img" not in html
+    assert_inert(html)
     for kept in (
         "Intro line with <strong>bold</strong>",
         "<code>code &lt;b&gt;</code>",
@@ -499,10 +504,19 @@ def test_failed_image_urls_become_plain_links_with_a_reason(
         "Closing line.",
     ):
         assert kept in html
-    assert '<a href="http://evil.example.com/steal.png?q=secret">image 2</a>' in html
-    assert "is a private, loopback or link-local address" in html
-    assert '<a href="http://cdn.example.com/page.html">image 3</a>' in html
-    assert "the link is text/html, not an image" in html
+    # each image at its place: text, image, text, failed, failed, text
+    kinds = ["image" if "image/png" in sink.slots[k] else "text" for k in sorted(sink.slots)]
+    assert kinds == ["text", "image", "text", "text", "text", "text"]
+    assert (
+        '<a href="http://evil.example.com/steal.png?q=secret" rel="noopener noreferrer" '
+        'target="_blank">image 2</a>'
+    ) in sink.slots[3]["text/html"]
+    assert "is a private, loopback or link-local address" in sink.slots[3]["text/html"]
+    assert (
+        '<a href="http://cdn.example.com/page.html" rel="noopener noreferrer" target="_blank">image 3</a>'
+        in sink.slots[4]["text/html"]
+    )
+    assert "the link is text/html, not an image" in sink.slots[4]["text/html"]
 
 
 def test_image_hosts_setting_through_chat(
@@ -523,41 +537,6 @@ def test_image_hosts_setting_through_chat(
 
 
 # -- output safety: model text is data, never code -----------------------------------------
-
-SAFE_TAGS = frozenset(
-    [
-        "p",
-        "a",
-        "em",
-        "strong",
-        "code",
-        "pre",
-        "ul",
-        "ol",
-        "li",
-        "h1",
-        "h2",
-        "h3",
-        "h4",
-        "h5",
-        "h6",
-        "blockquote",
-        "hr",
-        "br",
-        "table",
-        "thead",
-        "tbody",
-        "tr",
-        "th",
-        "td",
-        "del",
-        "s",
-    ]
-)
-SAFE_ATTRIBUTES = frozenset({"href", "title", "class", "start", "align"})
-SAFE_SCHEMES = frozenset({"http", "https", "mailto", "tel", "ftp"})
-_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*)([^>]*)>")
-_ATTRIBUTE = re.compile(r"""([^\s=/"'>]+)(?:\s*=\s*("[^"]*"|'[^']*'|[^\s>]+))?""")
 
 
 def payloads(listener: int) -> str:
@@ -590,38 +569,6 @@ def payloads(listener: int) -> str:
     )
 
 
-def render(markdown: str) -> str:
-    return MarkdownIt("commonmark", {"html": True}).enable("table").render(markdown)
-
-
-def assert_inert(markdown: str) -> None:
-    """Rendered as a front end renders it (raw HTML on), nothing can run or load a URL."""
-    html = render(markdown)
-    assert "<!" not in html and "<?" not in html, html
-    for match in _TAG.finditer(html):
-        tag = match.group(2).lower()
-        assert tag in SAFE_TAGS, (tag, html)
-        for name, value in _ATTRIBUTE.findall(match.group(3)):
-            assert name.lower() in SAFE_ATTRIBUTES, (name, match.group(0))
-            if name.lower() == "href":
-                url = html_unescape(value.strip("\"'")).strip().lower()
-                scheme = re.match(r"([a-z][a-z0-9+.-]*):", url)
-                # A relative link (a definition still arriving) is inert; schemes must be safe.
-                assert scheme is None or scheme.group(1) in SAFE_SCHEMES, match.group(0)
-    # MathJax in JupyterLab reads \\href and \\style (links, CSS) inside $...$: broken macros only.
-    assert "\\href" not in markdown and "\\style" not in markdown
-
-
-class AllUpdates(Recorder):
-    def __init__(self) -> None:
-        super().__init__()
-        self.all: list[str] = []
-
-    def update(self, markdown: str, plain: str, *, final: bool, metadata: Any) -> None:
-        super().update(markdown, plain, final=final, metadata=metadata)
-        self.all.append(markdown)
-
-
 def chunked_sse(text: str, size: int = 3) -> str:
     out = [
         "data: "
@@ -635,15 +582,16 @@ def chunked_sse(text: str, size: int = 3) -> str:
 def test_every_streamed_update_is_inert(endpoint: ReplayServer, other: ReplayServer) -> None:
     text = payloads(other.port)
     endpoint.add_sse("POST", PATH, chunked_sse(text))
-    sink = AllUpdates()
+    sink = Recorder()
     result = ci.chat("Go.", sink=sink, update_interval=0.001, image_hosts=("allowed.invalid",))
     assert result.text == text
     assert (
-        len(sink.all) >= 5
+        len(sink.messages) >= 5
     )  # intermediate states, each with a half-written payload (timing-dependent count)
-    for markdown in sink.all:
-        assert_inert(markdown)
-    final = render(sink.markdown)
+    for data in sink.messages:
+        assert set(data) <= {"text/html", "text/plain"}  # no image was fetched: image_hosts
+        assert_inert(data["text/html"])
+    final = sink.html
     assert "<code>&lt;b&gt;bold?&lt;/b&gt;</code>" in final and "<code>a&lt;b</code>" in final
     assert "window.__pwned = 'fence'" in final  # the fence is shown, as code
     assert other.requests == []
@@ -656,7 +604,7 @@ def test_trust_html_lets_raw_html_through_but_still_no_markdown_images(
     endpoint.add_sse("POST", PATH, chunked_sse(text, 50))
     sink = Recorder()
     ci.chat("Go.", sink=sink, trust_html=True, image_hosts=("allowed.invalid",))
-    html = render(sink.markdown)
+    html = sink.html
     assert "<img src=x onerror=\"window.__pwned='img';document.title='pwned'\">" in html
     assert "<script>window.__pwned='script'" in html
     assert f'<img src="http://127.0.0.1:{other.port}/leak' not in html  # markdown images: never
@@ -704,18 +652,19 @@ def test_saved_notebooks_hold_no_executable_output(
         assert len(srv.requests) == 2
 
     saved = nbformat.read(path, as_version=4)
-    markdowns = []
+    replies = []
     for cell in saved.cells[1:]:
+        texts = []
         for output in cell.outputs:
             assert output.output_type in ("display_data", "stream"), output
             data = output.get("data", {})
-            assert set(data) <= {"text/markdown", "text/plain", "image/png", "image/jpeg"}, data
-            if "text/markdown" in data:
-                markdowns.append(data["text/markdown"])
-    assert len(markdowns) == 4
-    for markdown in markdowns:
-        assert_inert(markdown)
-    assert "Injection test payloads follow" in markdowns[2]
+            assert set(data) <= {"text/html", "text/plain", "image/png", "image/jpeg"}, data
+            if "text/html" in data:
+                assert_inert(data["text/html"])
+                texts.append(data["text/html"])
+        replies.append("".join(texts))
+    assert len(replies) == 4 and all(replies)
+    assert "Injection test payloads follow" in replies[2]
     # The images were fetched by the kernel (its rules allow loopback here: the endpoint is on
     # loopback), never by a front end; a failed one is a plain link with its reason.
     assert all(p.startswith("/leak") for p in demo.leaks)
@@ -743,73 +692,6 @@ def test_a_key_named_by_config_stays_with_its_endpoint(
     finally:
         _config.set_configured("api_key_env", None)
         _config.set_configured("base_url", None)
-
-
-# Known XSS and markdown tricks; mixed at random and cut anywhere (a stream can stop there).
-VECTORS = [
-    "<IMG SRC=x oNeRrOr=alert(1)>",
-    "<img/src=x/onerror=alert(1)>",
-    "[x](JaVaScRiPt:alert(1))",
-    "[x](java&#x09;script:alert(1))",
-    "[x](&#106;avascript:alert(1))",
-    "[x](<javascript:alert(1)>)",
-    "<javascript:alert(1)>",
-    "[x]\n\n[x]: javascript:alert(1)",
-    "<a href=javascript:alert(1)>y</a>",
-    "<scr<script>ipt>alert(1)</script>",
-    "[![x](http://a/img.png)](javascript:alert(1))",
-    "<div>\n<img src=x onerror=alert(1)>\n</div>",
-    "| a | b |\n|---|---|\n| <img src=x onerror=1> | ![i](http://a/i.png) |",
-    "\\<img src=x onerror=alert(1)>",
-    "`code` <img src=x onerror=1>",
-    "<!----><img src=x onerror=1>",
-    "<?php echo 1 ?><img src=x onerror=1>",
-    "<![CDATA[ <img src=x onerror=1> ]]>",
-    "<!DOCTYPE html><img src=x onerror=1>",
-    "[a](data:image/svg+xml,<svg onload=alert(1)>)",
-    "![a](data:image/svg+xml;base64,PHN2Zz4=)",
-    "> <img src=x onerror=1>",
-    "- <script>alert(1)</script>",
-    "    <img src=x onerror=1>",
-    "```\n<img>\n```\n<img src=x onerror=1>",
-    "$x$ `$` <img src=x onerror=1> `$`",
-    "$$\n<img src=x onerror=1>\n$$",
-    "\\begin{a} `\\end{a} <img src=x onerror=alert(1)>`",
-    '![x](http://a/b.png "t")',
-    "![x](<http://a/b c.png>)",
-    "[x][1]\n\n[1]: <javascript:alert(1)>",
-    "<http://a.com/x?y=<img src=x onerror=1>>",
-    "<mailto:a@b.c>",
-    "<a@b.c>",
-    "*<img src=x onerror=1>*",
-    "<img src=x onerror=alert(1)//",
-    "<img\nsrc=x\nonerror=alert(1)>",
-    "[x](vbscript:msgbox)",
-    "[x](file:///etc/passwd)",
-    "<svg><script>alert(1)</script></svg>",
-    "<math><mi xlink:href=javascript:alert(1)>x</mi></math>",
-    "<style>@import 'http://x/'</style>",
-    "![](http://a/i.png)![](http://b/i.png)",
-    "[link](http://ok.com) <b onmouseover=alert(1)>x</b>",
-    "<base href=http://evil/>",
-    "<meta http-equiv=refresh content='0;url=http://evil'>",
-    "<form action=javascript:alert(1)><button>x</button></form>",
-    "&lt;img src=x onerror=1&gt;",
-    "<a href='http://ok' onclick='alert(1)'>x</a>",
-    "[x](#) <iframe srcdoc='<script>alert(1)</script>'>",
-]
-
-
-def test_known_vectors_mixed_and_cut_anywhere_stay_inert() -> None:
-    from jupyter_chatimg._markdown import safe_markdown
-
-    rng = random.Random(20261123)
-    texts = list(VECTORS)
-    for _ in range(400):
-        mixed = rng.choice(["", "\n", "\n\n"]).join(rng.choices(VECTORS, k=rng.randint(2, 5)))
-        texts += [mixed, mixed[: rng.randint(0, len(mixed))]]
-    for text in texts:
-        assert_inert(safe_markdown(text, image_label=lambda url: None))
 
 
 def test_terminal_output_carries_no_control_sequences(

@@ -7,11 +7,14 @@ request carries), so the tests see exactly what the client sent back.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import io
 import json
+import re
 import threading
 from collections.abc import Callable, Iterator
+from html import unescape
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,31 +42,58 @@ WEATHER = {
 
 
 class Captured:
-    """A notebook-like sink: every markdown update, whether it was final, the images."""
+    """A notebook-like sink: the reply's row of outputs after every show (text and plain of
+    its text outputs, whether it was final), and the images it holds."""
 
     wants_deltas = False
 
     def __init__(self) -> None:
         self.updates: list[tuple[str, str, bool]] = []
-        self.images: list[Image.Image] = []
+        self.finals: list[bool] = []
+        self.row: list[dict[str, Any]] = []
         self.lock = threading.Lock()
 
-    def update(self, markdown: str, plain: str, *, final: bool, metadata: Any) -> None:
+    def show(
+        self, slot: int, data: dict[str, Any], metadata: dict[str, Any], *, final: bool
+    ) -> None:
         with self.lock:
-            self.updates.append((markdown, plain, final))
-
-    def image(self, image: Any, *, metadata: Any) -> None:
-        self.images.append(image)
+            if slot < len(self.row):
+                self.row[slot] = data
+            else:
+                assert slot == len(self.row), "slots are created in order"
+                self.row.append(data)
+            texts = [d for d in self.row if "text/html" in d]
+            html = "".join(d["text/html"] for d in texts)
+            plain = "\n".join(d["text/plain"] for d in texts if d["text/plain"])
+            self.updates.append((text_of(html), plain, final))
+            self.finals.append(final)
 
     def delta(self, text: str) -> None:  # pragma: no cover - wants_deltas is False
         pass
 
     @property
+    def images(self) -> list[Image.Image]:
+        out = []
+        for d in self.row:
+            mime = next((k for k in d if k.startswith("image/")), None)
+            if mime is not None:
+                out.append(Image.open(io.BytesIO(base64.b64decode(d[mime]))))
+        return out
+
+    @property
+    def html(self) -> str:
+        return "".join(d["text/html"] for d in self.row if "text/html" in d)
+
+    @property
     def final(self) -> str:
-        finals = [u for u in self.updates if u[2]]
-        assert len(finals) == 1, [u[2] for u in self.updates]
-        assert self.updates[-1][2], "the final update is the last one"
-        return finals[0][0]
+        """The row's text at the end; the final shows come last, none after them."""
+        first = self.finals.index(True)
+        assert all(self.finals[first:]), self.finals
+        return self.updates[-1][0]
+
+
+def text_of(html: str) -> str:
+    return unescape(re.sub(r"<[^>]+>", "", html))
 
 
 def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
@@ -178,7 +208,7 @@ def test_every_tool_call_shape_in_random_pieces(
     # Shown: each call's name and its arguments as pretty JSON.
     final = sink.final
     for _, fname, args in want["calls"]:
-        assert f"**🔧 {fname.replace('_', chr(92) + '_')}**" in final
+        assert f"🔧 {fname}" in final
         assert json.dumps(json.loads(args), indent=2, ensure_ascii=False) in final
     if want["text"]:
         assert final.index(want["text"]) < final.index("🔧")
@@ -189,7 +219,7 @@ def test_tool_calls_are_shown_while_they_stream(replay_server: ReplayServer) -> 
     sink = Captured()
     ci.chat("hi", base_url=replay_server.url, tools=[WEATHER], sink=sink, update_interval=0.001)
     shown = [md for md, _, final in sink.updates if not final]
-    assert any("zoom" in md and "get\\_weather" not in md for md in shown)  # the first alone
+    assert any("zoom" in md and "get_weather" not in md for md in shown)  # the first alone
     assert "(reply)" not in sink.updates[-1][1] and "[tool call zoom]" in sink.updates[-1][1]
 
 
@@ -333,7 +363,7 @@ def test_a_server_that_always_calls_tools_is_stopped(scripted: Any) -> None:
     final = sink.final
     assert all(f"Round {n}." in final for n in (1, 2, 3))
     assert final.count("🔧 tick") == 3 and final.count("↳ tick") == 2
-    assert final.rstrip().endswith("*") and final.count("⚠") == 1
+    assert sink.html.rstrip().endswith("</em></p>") and final.count("⚠") == 1
     assert final.index("Round 3.") < final.index("⚠")
 
 
@@ -590,7 +620,9 @@ def test_the_panel_runs_the_loop_and_stop_keeps_the_rounds(scripted: Any) -> Non
         assert [r.text for r in result.rounds] == ["Looking up 1."]
         assert result.tool_calls[0].ran and result.tool_calls[0].result == "1etik"
         assert "stopped" in str(result.error)
-        reply = panel.history[-1].reply_markdown
+        reply = text_of(
+            "".join(o["data"].get("text/html", "") for o in panel.history[-1].reply_outputs)
+        )
         assert "Looking up 1." in reply and "🔧 lookup" in reply and "↳ lookup → '1etik'" in reply
         assert reply.count("stopped") == 1  # said once, in the reply (not again in the status)
         assert len(srv.bodies) == 1

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from jupyter_client.manager import start_new_kernel
-from test_interrupt import collect, idle, markdowns, run
+from test_interrupt import collect, htmls, idle, run, shown, text_of
 from test_tools import TOOLS, Scripted, call_reply, text_reply
 
 pytestmark = pytest.mark.timeout(120)
@@ -26,6 +26,11 @@ def kernel(clean_env: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any]]:
         km.shutdown_kernel(now=True)
 
 
+def final_html(messages: list[dict[str, Any]]) -> str:
+    """The reply's outputs as a front end shows them at the end (text outputs' HTML, joined)."""
+    return "".join(d["text/html"] for d in shown(messages) if "text/html" in d)
+
+
 def printed(messages: list[dict[str, Any]]) -> str:
     return "".join(m["content"]["text"] for m in messages if m["msg_type"] == "stream")
 
@@ -39,9 +44,9 @@ def test_the_magic_shows_the_calls_of_a_reply(kernel: tuple[Any, Any]) -> None:
         tools = json.dumps([{"type": "function", "function": {"name": "zoom"}}])
         messages = run(kc, f"%%chatimg --base-url {srv.url} --tools '{tools}'\nZoom in.")
     assert "error" not in [m["msg_type"] for m in messages]
-    final = markdowns(messages)[-1]
-    assert "**🔧 zoom**" in final and "**🔧 get\\_weather**" in final
-    assert '"city": "Paris"' in final
+    final = final_html(messages)
+    assert "<strong>🔧 zoom</strong>" in final and "<strong>🔧 get_weather</strong>" in final
+    assert "&quot;city&quot;: &quot;Paris&quot;" in final
     check = run(kc, "print([(c.name, c.args) for c in _.tool_calls])")
     assert printed(check).strip() == (
         "[('zoom', {'x': 10, 'y': 20, 'width': 64, 'height': 48, 'note': "
@@ -65,11 +70,12 @@ def test_the_magic_runs_a_function_and_shows_every_round(kernel: tuple[Any, Any]
     finally:
         srv.close()
     assert "error" not in [m["msg_type"] for m in messages]
-    shown = [m for m in messages if m["msg_type"] in ("display_data", "update_display_data")]
-    assert len({m["content"]["transient"]["display_id"] for m in shown}) == 1  # one output
-    final = markdowns(messages)[-1]
-    assert final.index("Counting.") < final.index("**🔧 word\\_count**")
-    assert final.index("↳ word\\_count → 2") < final.index("There are 2 words.")
+    outs = [m for m in messages if m["msg_type"] in ("display_data", "update_display_data")]
+    # one row of outputs, every round's after the one before
+    assert len({m["content"]["transient"]["display_id"] for m in outs}) >= 3
+    final = text_of(final_html(messages))
+    assert final.index("Counting.") < final.index("🔧 word_count")
+    assert final.index("↳ word_count → 2") < final.index("There are 2 words.")
     check = run(kc, "print(_.text, len(_.rounds), _.tool_calls[0].result)")
     assert printed(check) == "There are 2 words. 2 2\n"
 
@@ -88,9 +94,9 @@ def test_a_server_that_always_calls_tools_is_stopped_with_one_line(
         srv.close()
     assert len(srv.bodies) == 2
     assert "error" not in [m["msg_type"] for m in messages]
-    final = markdowns(messages)[-1]
+    final = text_of(final_html(messages))
     assert "Round 1." in final and "Round 2." in final
-    assert final.count("⚠") == 1 and "max\\_tool\\_rounds 1" in final.rpartition("⚠")[2]
+    assert final.count("⚠") == 1 and "max_tool_rounds 1" in final.rpartition("⚠")[2]
     check = run(kc, "print(type(_.error).__name__, len(_.rounds), [c.ran for c in _.tool_calls])")
     assert printed(check) == "ToolLoopError 2 [True, False]\n"
 
@@ -106,7 +112,7 @@ def test_an_interrupt_mid_loop_keeps_the_rounds_and_the_kernel_goes_on(
             "import time\ndef slow(seconds: float) -> str:\n    time.sleep(seconds)\n    return 'done'",
         )
         msg_id = kc.execute(f"%%chatimg --base-url {srv.url} --tools slow\nWait.")
-        collect(kc, msg_id, lambda ms: any("🔧 slow" in md for md in markdowns(ms)))
+        before = collect(kc, msg_id, lambda ms: any("🔧 slow" in html for html in htmls(ms)))
         time.sleep(0.5)  # the function is sleeping now
         km.interrupt_kernel()
         after = collect(kc, msg_id, idle)
@@ -114,7 +120,7 @@ def test_an_interrupt_mid_loop_keeps_the_rounds_and_the_kernel_goes_on(
         srv.close()
     assert "error" not in [m["msg_type"] for m in after]
     assert "Traceback" not in printed(after)
-    final = markdowns(after)[-1]
+    final = text_of(final_html(before + after))
     assert "Waiting." in final and final.count("⚠") == 1
     assert "interrupted by the user while slow ran; what arrived is kept" in final
     started = time.monotonic()

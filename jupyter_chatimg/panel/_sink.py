@@ -2,13 +2,14 @@
 
 Each entry's ``outputs`` tuple is set directly (no capture context, so it is
 safe from the worker thread and from ``LiveReply``'s flush timer). A reply
-entry is also the ``Sink`` its ``LiveReply`` writes to: the markdown output is
-replaced in place and returned images are appended as image outputs.
+entry is also the ``Sink`` its ``LiveReply`` writes to: each of the reply's
+outputs (text as safe HTML, images at their place) is replaced in place.
 """
 
 from __future__ import annotations
 
 import base64
+import html
 import threading
 from typing import Any
 
@@ -17,19 +18,17 @@ from PIL import Image
 
 from .._images import mime_of_pil, pil_to_bytes
 
-__all__ = ["TRANSCRIPT_IMAGE_HEIGHT", "ReplySink", "image_output", "markdown_output", "new_entry"]
+__all__ = ["TRANSCRIPT_IMAGE_HEIGHT", "ReplySink", "html_output", "image_output", "new_entry"]
 
 THUMB_SIDE = 160
 """Long side of the sent-image thumbnails shown in the transcript and tray."""
 
 
-def markdown_output(
-    markdown: str, plain: str, metadata: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """A ``display_data`` output holding (already safe) markdown and a plain fallback."""
+def html_output(html: str, plain: str, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A ``display_data`` output holding (already safe) HTML and a plain fallback."""
     return {
         "output_type": "display_data",
-        "data": {"text/markdown": markdown, "text/plain": plain},
+        "data": {"text/html": html, "text/plain": plain},
         "metadata": metadata or {},
     }
 
@@ -105,11 +104,25 @@ def new_entry(css_class: str) -> widgets.Output:
     return entry
 
 
+def _bounded(metadata: dict[str, Any]) -> dict[str, Any]:
+    """An image output's metadata with its displayed size bounded (``TRANSCRIPT_IMAGE_HEIGHT``)."""
+    out = dict(metadata)
+    for mime, size in metadata.items():
+        if not mime.startswith("image/") or not isinstance(size, dict):
+            continue
+        width, height = size.get("width"), size.get("height")
+        if isinstance(width, int) and isinstance(height, int) and height > TRANSCRIPT_IMAGE_HEIGHT:
+            scale = TRANSCRIPT_IMAGE_HEIGHT / height
+            out[mime] = {"width": max(1, round(width * scale)), "height": TRANSCRIPT_IMAGE_HEIGHT}
+    return out
+
+
 class ReplySink:
     """A ``Sink`` (see ``_render``) writing one reply into a transcript entry.
 
-    ``states`` records every markdown the entry showed, in order (what a
-    reader saw grow); ``markdown``/``plain`` are the last ones.
+    ``outputs`` are the reply's outputs as shown last (text and images, in
+    order); ``states`` records every HTML the entry's text showed, in order
+    (what a reader saw grow); ``html``/``plain`` are the last ones.
     """
 
     wants_deltas = False
@@ -117,53 +130,41 @@ class ReplySink:
     def __init__(self, entry: widgets.Output) -> None:
         self.entry = entry
         self._lock = threading.Lock()
-        self._text: tuple[dict[str, Any], ...] = ()
-        self._images: list[dict[str, Any]] = []
-        self.markdown = ""
+        self.outputs: list[dict[str, Any]] = []
+        self.html = ""
         self.plain = ""
         self.final = False
         self.states: list[str] = []
-        self.images: list[Image.Image] = []
-        self._in_place: int | None = None
 
-    def update(
-        self, markdown: str, plain: str, *, final: bool, metadata: dict[str, Any] | None
+    def show(
+        self, slot: int, data: dict[str, Any], metadata: dict[str, Any], *, final: bool
     ) -> None:
         with self._lock:
-            if self.final:
+            if self.final and not final:
                 return
-            self.final = final
-            self.markdown, self.plain = markdown, plain
-            self.states.append(markdown)
-            md = {"jupyter_chatimg": metadata} if metadata else {}
-            self._text = (markdown_output(markdown, plain, md),)
-            self._publish()
-
-    def image(self, image: Any, *, metadata: dict[str, Any] | None) -> None:
-        try:
-            output = image_output(image, metadata, max_height=TRANSCRIPT_IMAGE_HEIGHT)
-        except Exception as exc:  # runs in a worker thread: a line, never a traceback
-            line = f"[an image could not be shown: {type(exc).__name__}]"
-            output = markdown_output("*" + line + "*", line)
-        with self._lock:
-            self.images.append(image)
-            self._images.append(output)
-            self._publish()
-
-    def image_in_place(self, data: dict[str, str], metadata: dict[str, Any]) -> None:
-        """One image slot of the entry, replaced by each call (an Images API stream's
-        partial images, then its final image)."""
-        output = {"output_type": "display_data", "data": data, "metadata": metadata}
-        with self._lock:
-            if self._in_place is None:
-                self._in_place = len(self._images)
-                self._images.append(output)
+            self.final = self.final or final
+            output = {"output_type": "display_data", "data": data, "metadata": metadata}
+            if slot < len(self.outputs):
+                self.outputs[slot] = output
             else:
-                self._images[self._in_place] = output
+                self.outputs.append(output)
+            texts = [o["data"] for o in self.outputs if "text/html" in o["data"]]
+            self.html = "".join(d["text/html"] for d in texts)
+            self.plain = "\n".join(d["text/plain"] for d in texts if d.get("text/plain"))
+            self.states.append(self.html)
+            self._publish()
+
+    def error(self, line: str) -> None:
+        """One line under whatever the reply showed (a failure outside ``LiveReply``)."""
+        with self._lock:
+            self.final = True
+            self.outputs.append(html_output(f"<p><em>⚠ {html.escape(line)}</em></p>", line))
             self._publish()
 
     def delta(self, text: str) -> None:  # pragma: no cover - wants_deltas is False
         pass
 
     def _publish(self) -> None:
-        self.entry.outputs = self._text + tuple(self._images)
+        """Under the lock: the entry shows the outputs, images at a bounded size
+        (``outputs`` keep the whole size, for Export)."""
+        self.entry.outputs = tuple({**o, "metadata": _bounded(o["metadata"])} for o in self.outputs)

@@ -30,12 +30,12 @@ from PIL import Image
 
 from .._config import configured
 from .._errors import ChatImgError, ConfigError, StreamError, one_line
-from .._markdown import safe_markdown
+from .._html import renderer
 from .._request import ImageRef, Request, request_fields
 from .._result import ChatResult
 from .._session import Cancel, Prepared, Session, settings_for
 from ._keys import PROMPT_CLASS, SEND_MARKER, key_output
-from ._sink import ReplySink, image_bundle, image_output, markdown_output, new_entry
+from ._sink import ReplySink, html_output, image_bundle, image_output, new_entry
 from ._tray import Attachment, ImageTray, close_all
 
 __all__ = ["ChatPanel", "Turn"]
@@ -62,8 +62,8 @@ class Turn:
     prompt: str
     attachments: list[Attachment] = field(default_factory=list)
     result: ChatResult | None = None
-    reply_markdown: str = ""
-    """The reply as the transcript showed it last (safe markdown)."""
+    reply_outputs: list[dict[str, Any]] = field(default_factory=list)
+    """The reply's outputs as the transcript showed them last (safe HTML, images)."""
 
     @property
     def images(self) -> list[Image.Image]:
@@ -420,17 +420,21 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
         """``(data, metadata)`` of each output ``export()`` shows, in order."""
         bundles: list[tuple[dict[str, Any], dict[str, Any]]] = []
         for turn in self.history:
-            md, plain = _user_markdown(turn.prompt)
-            bundles.append(({"text/markdown": md, "text/plain": plain}, {}))
+            user, plain = _user_html(turn.prompt)
+            bundles.append(({"text/html": user, "text/plain": plain}, {}))
             for item in turn.attachments:
                 bundles.append(image_bundle(item.thumb))
-            if turn.result is None and not turn.reply_markdown:
+            if turn.result is None and not turn.reply_outputs:
                 continue
-            # The safe markdown doubles as the plain text: the raw reply may hold data: URIs.
-            reply = "**Assistant:**\n\n" + (turn.reply_markdown or "*(no reply)*")
-            bundles.append(({"text/markdown": reply, "text/plain": reply}, {}))
-            for image in turn.images:
-                bundles.append(image_bundle(image))
+            # The reply's own outputs: safe HTML (its text/plain holds no data: URI), images.
+            head = "<p><strong>Assistant:</strong></p>\n"
+            outputs = [(dict(o["data"]), dict(o["metadata"])) for o in turn.reply_outputs]
+            if not outputs or "text/html" not in outputs[0][0]:
+                outputs.insert(0, ({"text/html": "", "text/plain": ""}, {}))
+            first = outputs[0][0]
+            first["text/html"] = head + (first["text/html"] or "<p><em>(no reply)</em></p>")
+            first["text/plain"] = "Assistant: " + (first["text/plain"] or "(no reply)")
+            bundles.extend(outputs)
         return bundles
 
     def close(self) -> None:
@@ -504,9 +508,9 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
             result = prepared.failed(exc)
             error = one_line(f"unexpected error: {type(exc).__name__}: {exc}")
             if not sink.final:
-                sink.update("*⚠ " + _escape(error) + "*", error, final=True, metadata=None)
+                sink.error(error)
         turn.result = result
-        turn.reply_markdown = sink.markdown
+        turn.reply_outputs = list(sink.outputs)
         with self._lock:
             # A worker that Stop gave up waiting for hands over nothing: the panel moved on.
             current = generation == self._generation
@@ -544,8 +548,8 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
 
     def _show_user_turn(self, turn: Turn) -> None:
         entry = new_entry("chatimg-user")
-        md, plain = _user_markdown(turn.prompt)
-        outputs = [markdown_output(md, plain)]
+        user, plain = _user_html(turn.prompt)
+        outputs = [html_output(user, plain)]
         outputs.extend(image_output(item.thumb) for item in turn.attachments)
         entry.outputs = tuple(outputs)
         self._append_entry(entry)
@@ -611,12 +615,6 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
         return False
 
 
-def _escape(text: str) -> str:
-    from .._render import escape_inline
-
-    return escape_inline(text)
-
-
-def _user_markdown(prompt: str) -> tuple[str, str]:
-    body = safe_markdown(prompt) if prompt.strip() else "*(images only)*"
-    return "**You:**\n\n" + body, prompt or "(images)"
+def _user_html(prompt: str) -> tuple[str, str]:
+    body = renderer().render(prompt) if prompt.strip() else "<p><em>(images only)</em></p>\n"
+    return "<p><strong>You:</strong></p>\n" + body, prompt or "(images)"

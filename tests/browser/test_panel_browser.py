@@ -123,7 +123,14 @@ def test_panel_streams_shows_images_and_stops(panel_page: NotebookPage) -> None:
     assert size == [320, 200, True]  # the edited sunset, rendered as an image output
     seen = recorded_frames(page, "grow")
     final = reply_text(page, 0)
-    assert "[image 1]" in final and "base64" not in final and "Applied: grayscale" in final
+    assert "base64" not in final and "Applied: grayscale" in final
+    # the image is where the model put it: after the progress lines, before "Applied"
+    outputs = reply(page, 0).locator(".jp-OutputArea-output")
+    kinds = outputs.evaluate_all(
+        "(nodes) => nodes.map(n => n.querySelector('img') ? 'image' : n.innerText.trim())"
+    )
+    assert kinds[1] == "image" and kinds[0].endswith("Done ✅"), kinds
+    assert kinds[2].startswith("Applied: grayscale"), kinds
     bodies = [frame.split("offline demo model (")[0].strip() for frame in seen]
     final_body = bodies[-1]
     assert final_body.startswith("Editing with") and final_body.endswith("320×200.")
@@ -132,7 +139,8 @@ def test_panel_streams_shows_images_and_stops(panel_page: NotebookPage) -> None:
     assert all(bodies[first:]), bodies  # no frame lost the reply (no flicker)
     growing = [b for b in dict.fromkeys(bodies[first:-1]) if final_body.startswith(b)]
     assert len(growing) >= 3, bodies  # at least three distinct intermediate states
-    lengths = [len(b) for b in bodies[first:]]
+    # the image's place holds "[image 1]" until the image itself replaces it at the end
+    lengths = [len(b.replace("\n\n[image 1]", "")) for b in bodies[first:]]
     assert lengths == sorted(lengths), bodies  # it only ever grew
     user = panel.locator(".chatimg-user").nth(0)
     assert "make it grayscale" in user.inner_text()
