@@ -382,3 +382,18 @@ def test_incremental_rendering_is_linear() -> None:
         times.append(min(best))
     # 4x the text and 4x the updates: about 4x the time (a full render each time: 16x)
     assert times[1] / times[0] < 8, times
+
+
+def test_code_spans_keep_their_text_byte_exact() -> None:
+    # Issue 15 (11): the old markdown cleaner inserted U+200B into code spans
+    # ("<b>x</b>" became "‹\u200bb>x‹\u200b/b>").
+    from html import unescape
+
+    from jupyter_chatimg._html import renderer
+
+    for span in ("<b>x</b>", "a & b < c", "$x$ \\href{y}", "`tick`", "x\u200by"):
+        fence = "``" if "`" in span else "`"
+        out = renderer().render(f"use {fence} {span} {fence} here")
+        (code,) = re.findall(r"<code>(.*?)</code>", out, re.S)
+        assert unescape(code) == span, (span, out)
+        assert "\u200b" not in code.replace("x\u200by", "")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import random
+import re
 from typing import Any
 
 import pytest
@@ -426,3 +427,59 @@ def test_real_timers_lose_no_text_and_keep_the_window() -> None:
     for _t, html, _final in sink.updates[1:]:
         shown = html.removeprefix("<p>").removesuffix("</p>\n")
         assert full.startswith(shown), shown[-40:]
+
+
+def test_one_huge_delta_is_shown_capped_and_kept_whole(clean_env: Any, replay_server: Any) -> None:
+    # Issue 15 (9): a single 50 MB delta gave two 50 MB display messages (104 MB saved
+    # for one cell). The display holds max_display_chars; the result holds everything.
+    import json
+
+    import jupyter_chatimg as ci
+
+    huge = "word " * 800_000  # 4 MB in one delta
+    chunk = {"choices": [{"index": 0, "delta": {"content": huge}, "finish_reason": "stop"}]}
+    body = f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n"
+    replay_server.add(
+        "POST", "/v1/chat/completions", 200, {"Content-Type": "text/event-stream"}, body
+    )
+
+    class Recorder:
+        wants_deltas = False
+
+        def __init__(self) -> None:
+            self.sizes: list[int] = []
+
+        def show(
+            self, slot: int, data: dict[str, Any], metadata: dict[str, Any], *, final: bool
+        ) -> None:
+            self.sizes.append(sum(len(str(v)) for v in data.values()) + len(json.dumps(metadata)))
+
+        def delta(self, text: str) -> None:
+            raise AssertionError("not a terminal")
+
+    sink = Recorder()
+    result = ci.chat("hi", base_url=replay_server.url, sink=sink, max_retries=0)
+    assert result.text == huge
+    assert max(sink.sizes) < 1_500_000, sink.sizes  # about 1,000,000 characters of text
+    assert sum(sink.sizes) < 4_000_000
+
+
+def test_stats_and_readable_text_in_terminal_ipython(
+    clean_env: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Issue 16 (2, 8): --stats printed nothing in terminal IPython, and the text was raw
+    # markdown ("**red**", "[image 1]" and "[image 512x512, RGB]" for one image).
+    from IPython.testing.globalipapp import get_ipython
+
+    shell = get_ipython()
+    shell.run_line_magic("load_ext", "jupyter_chatimg")
+    capsys.readouterr()
+    shell.run_cell("%%chatimg --stats -m demo-image\na red circle on a blue background")
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert re.fullmatch(
+        r"demo-image · \d+ tokens · first token [\d.]+ s · [\d.]+ s total", lines[-1]
+    ), out
+    assert "**" not in out and "](data:" not in out
+    assert out.count("[image 512x512]") == 1, out
+    assert "offline demo model (demo-image)" in out
