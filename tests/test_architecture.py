@@ -45,6 +45,7 @@ ORDER = [
     "_tools",
     "_structured",
     "_html",
+    "_terminal",
     "_render_images",
     "_render",
     "_render_tools",
