@@ -53,6 +53,7 @@ ORDER = [
     "_session",
     "_chat",
     "_progress",
+    "_rategate",
     "_journal",
     "_jobs",
     "_batch",
