@@ -104,15 +104,24 @@ class GuardedStream:
         yield mask.flush()
 
     def iter_lines(self) -> Iterator[str]:
-        """Lines split at CRLF, CR or LF only (never at U+2028), as SSE wants them."""
-        pending = ""
+        """Lines split at CRLF, CR or LF only (never at U+2028), as SSE wants them.
+
+        Linear in the reply: a piece with no line end is only kept (one long line
+        arriving in many pieces is joined once, when it ends).
+        """
+        pieces: list[str] = []  # the line still arriving
         for text in self.iter_text():
-            pending += text
+            if pieces and "\n" not in text and "\r" not in text and not pieces[-1].endswith("\r"):
+                pieces.append(text)
+                continue
+            pending = "".join(pieces) + text
             # A CR at the very end may be the first half of a CRLF: split before it.
             hold = pending.endswith("\r")
             lines = _LINE_END.split(pending[:-1] if hold else pending)
-            pending = lines.pop() + ("\r" if hold else "")
+            rest = lines.pop() + ("\r" if hold else "")
+            pieces = [rest] if rest else []
             yield from lines
+        pending = "".join(pieces)
         lines = _LINE_END.split(pending)
         if lines[-1] == "":
             lines.pop()
