@@ -6,13 +6,12 @@ from __future__ import annotations
 import base64
 import io
 import json
-import queue
-import time
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
+from _kernel import run_cell
 from _servers import ReplayServer
 from jupyter_client.manager import start_new_kernel
 from nbclient import NotebookClient
@@ -43,23 +42,6 @@ def two_image_stream() -> str:
         + event("completed", b64_json=png_b64((220, 30, 30)), usage=usage)
         + event("completed", b64_json=png_b64((30, 30, 220)), usage=usage)
     )
-
-
-def run_cell(kc: Any, code: str, timeout: float = 60) -> list[dict[str, Any]]:
-    msg_id = kc.execute(code)
-    messages = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            msg = kc.get_iopub_msg(timeout=1)
-        except queue.Empty:
-            continue
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
-        messages.append(msg)
-        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-            return messages
-    raise TimeoutError(f"cell did not finish in {timeout} s")
 
 
 @pytest.fixture

@@ -5,15 +5,14 @@ from __future__ import annotations
 import base64
 import io
 import json
-import queue
 import re
-import time
 from datetime import datetime
 from html import unescape
 from pathlib import Path
 
 import nbformat
 import pytest
+from _kernel import run_cell
 from _servers import ReplayServer
 from jupyter_client.manager import start_new_kernel
 from nbclient import NotebookClient
@@ -39,24 +38,6 @@ def _png_bytes() -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (3, 2), "red").save(buf, "PNG")
     return buf.getvalue()
-
-
-def run_cell(kc, code: str, timeout: float = 60) -> list[dict]:
-    """Execute ``code``; return every iopub message of that execution."""
-    msg_id = kc.execute(code)
-    messages = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            msg = kc.get_iopub_msg(timeout=1)
-        except queue.Empty:
-            continue
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
-        messages.append(msg)
-        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-            return messages
-    raise TimeoutError(f"cell did not finish in {timeout} s")
 
 
 def _when(msg: dict) -> float:
